@@ -1,0 +1,45 @@
+# LeukView: `make run` opens the viewer, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+SAMPLE := resources/samples/BloodImage_00001.jpg
+
+.PHONY: setup app run test lint analyze-sample bench bundle bundle-test clean
+
+# The app's own dependencies only: a pathologist who views does not download torch.
+$(VENV)/.stamp-app: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+# Everything: app, training (torch, timm, ...) and developer tools.
+$(VENV)/.stamp-setup: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[train,dev]"
+	touch $(VENV)/.stamp-app $@
+
+app: $(VENV)/.stamp-app
+setup: $(VENV)/.stamp-setup
+
+run: $(VENV)/.stamp-app
+	$(BIN)/leukview $(SAMPLE)
+
+analyze-sample: $(VENV)/.stamp-app
+	$(BIN)/leukview analyze $(SAMPLE) --out out/sample --overlay
+
+test: $(VENV)/.stamp-setup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+lint: $(VENV)/.stamp-setup
+	$(BIN)/ruff check leukview training tests bench installer
+	$(BIN)/lint-imports
+
+bench: $(VENV)/.stamp-setup
+	$(BIN)/python bench/bench_segment.py
+	$(BIN)/python bench/bench_models.py
+
+clean:
+	rm -rf $(VENV) build dist out .pytest_cache .ruff_cache

@@ -1,0 +1,2 @@
+"""LeukView."""
+__version__ = "0.1.0"

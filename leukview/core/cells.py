@@ -1,0 +1,170 @@
+"""The cell record: one object per detected cell, as in QuPath's PathObject.
+
+A cell carries everything the app knows about it: where it is (contour,
+bounding box, centroid, all in pixel coordinates of the original image),
+what kind of object it is (``wbc``, ``rbc``, ``platelet``), its measurements,
+the predictions of each model and the pathologist's review state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+CELL_KINDS = ("wbc", "rbc", "platelet")
+
+
+@dataclass
+class Prediction:
+    """One model's output for one cell.
+
+    Attributes
+    ----------
+    label : str
+        Class with the highest probability.
+    probabilities : dict of str to float
+        Probability per class, summing to 1.
+    cam : ndarray of float32, shape (h, w), optional
+        Class-activation map of ``label`` on the model's feature grid,
+        scaled to [0, 1]. It covers the model's input crop, whose square in
+        image coordinates is ``cam_box`` (x0, y0, x1, y1). Not serialised.
+    """
+
+    label: str
+    probabilities: dict[str, float]
+    cam: np.ndarray | None = None
+    cam_box: tuple[float, float, float, float] | None = None
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.get(self.label, 0.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        return cls(label=str(data["label"]), probabilities={k: float(v) for k, v in data["probabilities"].items()})
+
+
+@dataclass
+class ReviewState:
+    """What the reviewer decided about a cell.
+
+    ``label`` is None until a person confirms or corrects the cell; the
+    history of changes lives in the session's audit log, not here.
+    """
+
+    label: str | None = None
+    reviewer: str | None = None
+    time: str | None = None
+
+    @property
+    def reviewed(self) -> bool:
+        return self.label is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "reviewer": self.reviewer, "time": self.time}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ReviewState:
+        data = data or {}
+        return cls(label=data.get("label"), reviewer=data.get("reviewer"), time=data.get("time"))
+
+
+@dataclass
+class Cell:
+    """One detected cell.
+
+    Attributes
+    ----------
+    id : int
+        Unique within an image, starting at 1.
+    kind : {'wbc', 'rbc', 'platelet'}
+        Object class from segmentation (erythroblasts are ``wbc``: nucleated).
+    contour : ndarray of int32, shape (N, 2)
+        Outer boundary as (x, y) points in image pixels.
+    bbox : tuple of int
+        (x0, y0, x1, y1), half-open, in image pixels.
+    centroid : tuple of float
+        (x, y) in image pixels.
+    nucleus_contour : ndarray of int32, shape (M, 2), optional
+        Boundary of the nucleus (largest part) for nucleated cells.
+    measurements : dict of str to float
+        See :func:`leukview.core.measure.measure_cell`.
+    predictions : dict of str to Prediction
+        Keyed by model name.
+    review : ReviewState
+    """
+
+    id: int
+    kind: str
+    contour: np.ndarray
+    bbox: tuple[int, int, int, int]
+    centroid: tuple[float, float]
+    nucleus_contour: np.ndarray | None = None
+    measurements: dict[str, float] = field(default_factory=dict)
+    predictions: dict[str, Prediction] = field(default_factory=dict)
+    review: ReviewState = field(default_factory=ReviewState)
+
+    @property
+    def diameter(self) -> float:
+        """Equivalent diameter in pixels (from the area when measured, else the bbox)."""
+        area = self.measurements.get("area")
+        if area:
+            return float(np.sqrt(4.0 * area / np.pi))
+        x0, y0, x1, y1 = self.bbox
+        return float(max(x1 - x0, y1 - y0))
+
+    def label(self, model: str | None = None) -> str | None:
+        """The current class: the reviewer's if any, else the model's."""
+        if self.review.label is not None:
+            return self.review.label
+        if model is not None:
+            pred = self.predictions.get(model)
+            return pred.label if pred else None
+        for pred in self.predictions.values():
+            return pred.label
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": int(self.id),
+            "kind": self.kind,
+            "bbox": [int(v) for v in self.bbox],
+            "centroid": [round(float(v), 2) for v in self.centroid],
+            "contour": np.asarray(self.contour, dtype=int).tolist(),
+            "measurements": {k: _round(v) for k, v in self.measurements.items()},
+            "predictions": {name: p.to_dict() for name, p in self.predictions.items()},
+            "review": self.review.to_dict(),
+        }
+        if self.nucleus_contour is not None:
+            data["nucleus_contour"] = np.asarray(self.nucleus_contour, dtype=int).tolist()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        nucleus = data.get("nucleus_contour")
+        return cls(
+            id=int(data["id"]),
+            kind=str(data["kind"]),
+            contour=np.asarray(data.get("contour", []), dtype=np.int32).reshape(-1, 2),
+            bbox=tuple(int(v) for v in data["bbox"]),  # type: ignore[arg-type]
+            centroid=tuple(float(v) for v in data["centroid"]),  # type: ignore[arg-type]
+            nucleus_contour=None if nucleus is None else np.asarray(nucleus, dtype=np.int32).reshape(-1, 2),
+            measurements={k: float(v) for k, v in data.get("measurements", {}).items() if v is not None},
+            predictions={k: Prediction.from_dict(v) for k, v in data.get("predictions", {}).items()},
+            review=ReviewState.from_dict(data.get("review")),
+        )
+
+
+def _round(value: float) -> float | int:
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return round(float(value), 4)
