@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-SAMPLE := resources/samples/BloodImage_00001.jpg
+SAMPLE := resources/samples/BloodImage_00214.jpg
 
 .PHONY: setup app run test lint analyze-sample bench bundle bundle-test clean
 

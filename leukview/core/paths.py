@@ -28,4 +28,4 @@ def resources_dir() -> Path:
 
 def sample_image() -> Path:
     """The bundled BCCD sample the viewer opens by default."""
-    return resources_dir() / "samples" / "BloodImage_00001.jpg"
+    return resources_dir() / "samples" / "BloodImage_00214.jpg"
