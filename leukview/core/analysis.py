@@ -169,7 +169,7 @@ def analyze_image(
         report(0.3 + 0.7 * index / max(len(classifiers), 1), f"classifying with {spec.name}")
         targets = [c for c in cells if c.kind in spec.applies_to]
         predictions = classifier.predict(image, targets, should_cancel=should_cancel)
-        for cell, prediction in zip(targets, predictions):
+        for cell, prediction in zip(targets, predictions, strict=True):
             cell.predictions[spec.name] = prediction
         runs.append(
             ModelRun(spec.name, spec.version, classifier.provider, list(spec.classes), spec.positive_class)

@@ -1,0 +1,1 @@
+"""The PySide6 viewer: presents what leukview.core computes."""
