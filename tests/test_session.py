@@ -1,0 +1,155 @@
+"""Review sessions: corrections, audit log, versioned JSON, atomic saves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leukview.core import session as session_mod
+from leukview.core.analysis import Analysis, ModelRun
+from leukview.core.cells import Cell, Prediction, ReviewState
+from leukview.core.errors import SessionError
+from leukview.core.session import (
+    Session,
+    current_user,
+    fallback_session_path,
+    load_session,
+    save_session,
+    session_path,
+)
+
+TYPE = ModelRun("wbc-type", "1.2.0", "CPUExecutionProvider", ["lymphocyte", "monocyte", "neutrophil"])
+
+
+@pytest.fixture()
+def image(data_dir: Path, tmp_path: Path) -> Path:
+    """A real BCCD field, copied so that sessions are written beside the copy."""
+    path = tmp_path / "BloodImage_00214.jpg"
+    shutil.copy(data_dir / "bccd" / "JPEGImages" / "BloodImage_00214.jpg", path)
+    return path
+
+
+def make_analysis() -> Analysis:
+    cells = []
+    for i, (label, conf) in enumerate([("monocyte", 0.55), ("neutrophil", 0.97)], start=1):
+        x, y = 100.0 * i, 80.0
+        probs = {c: (conf if c == label else (1 - conf) / 2) for c in TYPE.classes}
+        cam = np.linspace(0.0, 1.0, 16, dtype=np.float32).reshape(4, 4)
+        cells.append(
+            Cell(
+                id=i,
+                kind="wbc",
+                contour=np.array([[x - 20, y - 20], [x + 20, y - 20], [x + 20, y + 20], [x - 20, y + 20]], np.int32),
+                bbox=(int(x - 20), int(y - 20), int(x + 21), int(y + 21)),
+                centroid=(x, y),
+                measurements={"area": 1600.0},
+                predictions={TYPE.name: Prediction(label, probs, cam=cam, cam_box=(x - 30, y - 30, x + 30, y + 30))},
+            )
+        )
+    cells.append(Cell(3, "rbc", np.zeros((0, 2), np.int32), (10, 10, 20, 20), (15.0, 15.0)))
+    return Analysis(width=640, height=480, cells=cells, models=[TYPE], image="BloodImage_00214.jpg")
+
+
+def test_session_is_saved_beside_the_image(image: Path):
+    assert session_path(image) == image.parent / "BloodImage_00214.jpg.leukview.json"
+    other = fallback_session_path(image, image.parent / "elsewhere")
+    assert other.parent.name == "elsewhere" and other.name.endswith(".leukview.json")
+    assert fallback_session_path(image.parent / "a" / image.name, "x") != fallback_session_path(image, "x")
+
+
+def test_corrections_are_audited_and_survive_a_round_trip(image: Path):
+    session = Session.new(make_analysis(), image, settings={"confidence_threshold": 0.7}, who="tester")
+    previous, entry = session.set_review(1, "lymphocyte", who="jdoe")
+    assert previous == ReviewState()
+    assert (entry.who, entry.action, entry.cell) == ("jdoe", "reclassify", 1)
+    assert (entry.before, entry.after) == ("monocyte", "lymphocyte")
+    assert (entry.model, entry.model_version) == ("wbc-type", "1.2.0")
+    assert session.cell(1).review.label == "lymphocyte" and session.cell(1).review.reviewer == "jdoe"
+    assert "T" in entry.when and ("+" in entry.when or "-" in entry.when[10:])  # ISO with offset
+    session.set_review(2, "neutrophil", action="confirm")
+    undo = session.restore_review(1, previous, action="undo")
+    assert (undo.before, undo.after) == ("lymphocyte", "monocyte")
+    assert session.cell(1).review.label is None
+
+    path = save_session(session, session_path(image))
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert document["format"] == "leukview-session" and document["schema_version"] == 1
+    assert document["image"]["name"] == image.name
+
+    restored = load_session(path)
+    assert [e.action for e in restored.audit] == ["analyse", "reclassify", "confirm", "undo"]
+    assert restored.audit[0].who == "tester" and "wbc-type 1.2.0" in restored.audit[0].detail
+    assert restored.cell(2).review.label == "neutrophil"
+    assert restored.cell(1).review.label is None
+    assert [len(c.contour) for c in restored.analysis.cells] == [4, 4, 0]
+    # class-activation maps come back (quantised to 1/255)
+    cam = restored.cell(1).predictions["wbc-type"].cam
+    assert cam is not None and cam.shape == (4, 4)
+    np.testing.assert_allclose(cam, session.cell(1).predictions["wbc-type"].cam, atol=1 / 255)
+    assert restored.cell(1).predictions["wbc-type"].cam_box == (70.0, 50.0, 130.0, 110.0)
+    assert restored.settings == {"confidence_threshold": 0.7}
+    assert restored.matches_image(image, 640, 480) is None
+    assert len(restored.corrections) == 2  # reclassify and undo changed a call; confirm did not
+
+
+def test_session_detects_another_image(image: Path, data_dir: Path):
+    session = Session.new(make_analysis(), image)
+    assert "480" in (session.matches_image(image, 480, 640) or "")
+    shutil.copy(data_dir / "bccd" / "JPEGImages" / "BloodImage_00003.jpg", image)
+    assert "changed" in (session.matches_image(image, 640, 480) or "")
+
+
+def test_a_failed_save_leaves_the_last_session_intact(image: Path, monkeypatch: pytest.MonkeyPatch):
+    session = Session.new(make_analysis(), image)
+    path = save_session(session, session_path(image))
+    good = path.read_bytes()
+    session.set_review(1, "neutrophil")
+
+    def crash(src, dst):  # the machine dies between writing the temporary file and the rename
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(SessionError, match="No space left"):
+        save_session(session, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    assert load_session(path).cell(1).review.label is None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "not found"),
+        (b"", "not valid JSON"),
+        (b'{"format": "leukview-session", "schema_version": 1, "analysis": {"sch', "not valid JSON"),
+        (b'{"cells": []}', "not a LeukView session"),
+        (b'{"format": "leukview-session", "schema_version": 99}', "update LeukView"),
+        (b'{"format": "leukview-session", "schema_version": 1, "analysis": {"schema_version": 1}}', "damaged"),
+        (b"\xff\xfe\x00garbage", "cannot read"),
+    ],
+)
+def test_bad_session_files_give_a_reason(tmp_path: Path, content: bytes | None, reason: str):
+    path = tmp_path / "x.jpg.leukview.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SessionError, match=reason) as info:
+        load_session(path)
+    assert info.value.path == str(path)
+
+
+def test_current_user_is_the_os_user(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LOGNAME", "pathologist1")
+    monkeypatch.setenv("USER", "pathologist1")
+    assert current_user() == "pathologist1"
+
+    def fail():
+        raise OSError("no user")
+
+    monkeypatch.setattr(session_mod.getpass, "getuser", fail)
+    assert current_user() == "unknown"
