@@ -16,9 +16,19 @@ def _install_root() -> Path:
 
 
 def models_dir() -> Path:
-    """Folder of installed models: ``$LEUKVIEW_MODELS`` or the shipped ``models/``."""
+    """Folder of installed models.
+
+    ``$LEUKVIEW_MODELS`` when set; in a bundle, the ``models/`` folder beside the executable
+    (where IT adds or replaces a model by copying its folder); else the shipped ``models/``.
+    """
     env = os.environ.get("LEUKVIEW_MODELS")
-    return Path(env) if env else _install_root() / "models"
+    if env:
+        return Path(env)
+    if getattr(sys, "frozen", False):
+        beside = Path(sys.executable).resolve().parent / "models"
+        if beside.is_dir():
+            return beside
+    return _install_root() / "models"
 
 
 def resources_dir() -> Path:
