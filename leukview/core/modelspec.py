@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cells import CELL_KINDS
 from .errors import ModelError
 from .preprocess import CropRule
 
@@ -86,7 +87,14 @@ class ModelSpec:
                 path,
             )
         inp = need(data, "input")
-        outputs = data.get("outputs", {})
+        outputs = data.get("outputs") or {}
+        cam = data.get("cam") or {}
+        for key, section in (("input", inp), ("outputs", outputs), ("cam", cam), ("crop", data.get("crop") or {})):
+            if not isinstance(section, dict):
+                raise ModelError(f"sidecar '{key}' must be a JSON object", path)
+        for key in ("training", "metrics"):
+            if not isinstance(data.get(key) or {}, dict):
+                raise ModelError(f"sidecar '{key}' must be a JSON object", path)
         classes = need(data, "classes")
         if not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes):
             raise ModelError("sidecar 'classes' must list at least two distinct names", path)
@@ -94,7 +102,7 @@ class ModelSpec:
             mean = [float(v) for v in need(inp, "mean", "input.")]
             std = [float(v) for v in need(inp, "std", "input.")]
             size = int(need(inp, "size", "input."))
-            crop = CropRule.from_dict(data.get("crop", {}))
+            crop = CropRule.from_dict(data.get("crop") or {})
         except (TypeError, ValueError) as exc:
             raise ModelError(f"sidecar has an invalid value: {exc}", path) from exc
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
@@ -107,7 +115,14 @@ class ModelSpec:
         positive = data.get("positive_class")
         if positive is not None and positive not in classes:
             raise ModelError(f"sidecar positive_class '{positive}' is not one of its classes", path)
-        cam = data.get("cam") or {}
+        applies_to = data.get("applies_to", ["wbc"])
+        if not isinstance(applies_to, list) or not set(applies_to) <= set(CELL_KINDS):
+            raise ModelError(f"sidecar 'applies_to' must be a list drawn from {CELL_KINDS}", path)
+        for key in ("scores", "features"):
+            if outputs.get(key) is not None and not isinstance(outputs[key], str):
+                raise ModelError(f"sidecar outputs.{key} must be an output name", path)
+        if cam.get("weight") is not None and not isinstance(cam["weight"], str):
+            raise ModelError("sidecar cam.weight must be an initializer name", path)
         return cls(
             name=str(need(data, "name")),
             version=str(need(data, "version")),
@@ -121,15 +136,15 @@ class ModelSpec:
             scores_kind=scores_kind,
             features_output=outputs.get("features"),
             cam_weight=cam.get("weight"),
-            applies_to=list(data.get("applies_to", ["wbc"])),
+            applies_to=list(applies_to),
             positive_class=positive,
             architecture=str(data.get("architecture", "")),
             description=str(data.get("description", "")),
             licence=str(data.get("licence", "")),
             sha256=str(data.get("sha256", "")),
             opset=data.get("opset"),
-            training=dict(data.get("training", {})),
-            metrics=dict(data.get("metrics", {})),
+            training=dict(data.get("training") or {}),
+            metrics=dict(data.get("metrics") or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:

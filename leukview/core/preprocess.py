@@ -43,8 +43,10 @@ class CropRule:
     background: str = "keep"
 
     def __post_init__(self) -> None:
-        if self.scale <= 0:
+        if not self.scale > 0:
             raise ValueError(f"crop scale must be positive, got {self.scale}")
+        if not self.min_side >= 1:
+            raise ValueError(f"crop min_side must be at least 1 pixel, got {self.min_side}")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"crop background must be one of {BACKGROUNDS}, got {self.background!r}")
 
@@ -53,7 +55,8 @@ class CropRule:
 
     @classmethod
     def from_dict(cls, data: dict) -> CropRule:
-        return cls(**{k: data[k] for k in ("scale", "min_side", "background") if k in data})
+        kinds = {"scale": float, "min_side": int, "background": str}
+        return cls(**{k: kinds[k](data[k]) for k in kinds if k in data})
 
 
 def crop_box(cell: Cell, rule: CropRule) -> tuple[int, int, int, int]:
@@ -85,7 +88,8 @@ def crop_cell(image: np.ndarray, cell: Cell, rule: CropRule, size: int) -> np.nd
     image : ndarray of uint8, shape (H, W, 3)
         RGB image the cell was found in.
     cell : Cell
-        The cell; its contour is used when ``rule.background == 'black'``.
+        The cell; its contour is used when ``rule.background == 'black'``
+        (its bounding box when the contour is empty).
     rule : CropRule
     size : int
         Side of the returned crop (the model's input size).
@@ -104,7 +108,11 @@ def crop_cell(image: np.ndarray, cell: Cell, rule: CropRule, size: int) -> np.nd
     if rule.background == "black":
         source = np.zeros_like(image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)])
         mask = np.zeros(source.shape[:2], np.uint8)
-        contour = np.asarray(cell.contour, np.int32).reshape(-1, 1, 2) - np.array([max(x0, 0), max(y0, 0)], np.int32)
+        contour = np.asarray(cell.contour, np.int32).reshape(-1, 2)
+        if len(contour) == 0:  # a cell known only by its box (e.g. an annotation)
+            bx0, by0, bx1, by1 = cell.bbox
+            contour = np.array([[bx0, by0], [bx1 - 1, by0], [bx1 - 1, by1 - 1], [bx0, by1 - 1]], np.int32)
+        contour = contour.reshape(-1, 1, 2) - np.array([max(x0, 0), max(y0, 0)], np.int32)
         cv2.drawContours(mask, [contour], -1, 255, thickness=cv2.FILLED)
         region = image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
         source[mask > 0] = region[mask > 0]
