@@ -1,0 +1,468 @@
+"""Model loading, validation, inference and CAMs, with tiny ONNX models on real BCCD cells."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+from onnx_factory import (
+    make_tiny_classifier,
+    read_sidecar_dict,
+    resign,
+    tiny_weights,
+    write_sidecar,
+)
+
+from leukview.core import classify
+from leukview.core.analysis import AnalysisCancelled
+from leukview.core.cells import Cell
+from leukview.core.classify import (
+    CPU,
+    Classifier,
+    cam_is_exact,
+    find_models,
+    load_models,
+    physical_cores,
+    select_providers,
+    softmax,
+)
+from leukview.core.errors import ModelError
+from leukview.core.explain import (
+    class_activation_map,
+    feature_activation_map,
+    raw_class_activation_maps,
+)
+from leukview.core.preprocess import crop_box, preprocess_cells
+
+CLASSES = ["lymphocyte", "monocyte", "neutrophil"]
+KINDS = {"WBC": "wbc", "RBC": "rbc", "Platelets": "platelet"}
+FIELD = "BloodImage_00003"
+
+
+def voc_cells(xml_path: Path) -> list[Cell]:
+    """Cells from a Pascal-VOC annotation: the box, and the ellipse inscribed in it as contour."""
+    cells = []
+    for index, obj in enumerate(ET.parse(xml_path).getroot().iter("object"), start=1):
+        box = obj.find("bndbox")
+        x0, y0, x1, y1 = (int(float(box.find(k).text)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        centre = ((x0 + x1) // 2, (y0 + y1) // 2)
+        axes = (max((x1 - x0) // 2, 1), max((y1 - y0) // 2, 1))
+        contour = cv2.ellipse2Poly(centre, axes, 0, 0, 360, 10).astype(np.int32)
+        cells.append(
+            Cell(
+                id=index,
+                kind=KINDS[obj.find("name").text.strip()],
+                contour=contour,
+                bbox=(x0, y0, x1, y1),
+                centroid=((x0 + x1) / 2.0, (y0 + y1) / 2.0),
+            )
+        )
+    return cells
+
+
+@pytest.fixture(scope="module")
+def field(data_dir: Path) -> tuple[np.ndarray, list[Cell]]:
+    """A real BCCD field and its annotated cells (white, red, platelets)."""
+    bgr = cv2.imread(str(data_dir / "bccd" / "JPEGImages" / f"{FIELD}.jpg"), cv2.IMREAD_COLOR)
+    assert bgr is not None
+    cells = voc_cells(data_dir / "bccd" / "Annotations" / f"{FIELD}.xml")
+    assert len(cells) >= 8
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), cells
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return make_tiny_classifier(tmp_path / "tiny", CLASSES)
+
+
+def edit_sidecar(folder: Path, **changes: object) -> None:
+    data = read_sidecar_dict(folder)
+    data.update(changes)
+    write_sidecar(folder, data)
+
+
+# --- loading and validation -------------------------------------------------
+
+
+def test_load_reports_spec_provider_and_path(tiny: Path) -> None:
+    model = Classifier.load(tiny)
+    assert model.spec.name == "tiny"
+    assert model.spec.classes == CLASSES
+    assert model.provider == CPU
+    assert model.path == tiny
+    assert model.feature_shape == (8, 8, 8)
+    assert model.cam_weights.shape == (3, 8)
+    assert model.cam_exact is True
+    # a path to either file of the model is accepted too
+    assert Classifier.load(tiny / "model.onnx").spec.name == "tiny"
+
+
+def test_session_uses_physical_cores(tiny: Path) -> None:
+    options = Classifier.load(tiny).session.get_session_options()
+    assert options.intra_op_num_threads == physical_cores()
+    assert options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def test_changed_model_file_does_not_match_sidecar(tiny: Path) -> None:
+    model = onnx.load(tiny / "model.onnx")
+    weight = next(t for t in model.graph.initializer if t.name == "classifier.weight")
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) + 1, weight.name))
+    onnx.save(model, tiny / "model.onnx")  # still a valid model, but not the one signed
+    with pytest.raises(ModelError, match=r"does not match its sidecar \(sha256"):
+        Classifier.load(tiny)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: os.urandom(4096), id="garbage"),
+        pytest.param(lambda b: b[: len(b) // 2], id="truncated-half"),
+        pytest.param(lambda b: b[:100], id="truncated-header"),
+        pytest.param(lambda b: b"<html>404 not found</html>", id="html"),
+        pytest.param(lambda b: b"", id="empty"),
+    ],
+)
+def test_damaged_model_file_is_a_model_error(tiny: Path, damage) -> None:
+    path = tiny / "model.onnx"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ModelError, match="does not match its sidecar"):
+        Classifier.load(tiny)
+    resign(tiny)  # as if the sidecar had been written for the damaged file
+    with pytest.raises(ModelError, match="not a valid ONNX model|model file is empty") as info:
+        Classifier.load(tiny)
+    assert info.value.path == str(path)
+
+
+def test_bad_json_sidecar(tiny: Path) -> None:
+    (tiny / "model.json").write_text('{"name": "tiny", "classes": [', encoding="utf-8")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        Classifier.load(tiny)
+
+
+def test_missing_files(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="folder not found"):
+        Classifier.load(tmp_path / "nowhere")
+    (tiny / "model.onnx").unlink()
+    with pytest.raises(ModelError, match="model.onnx not found"):
+        Classifier.load(tiny)
+    (tiny / "model.json").unlink()
+    with pytest.raises(ModelError, match="sidecar not found"):
+        Classifier.load(tiny)
+
+
+def test_sidecar_of_another_model(tmp_path: Path) -> None:
+    mine = make_tiny_classifier(tmp_path / "mine", CLASSES, input_size=32)
+    other = make_tiny_classifier(tmp_path / "other", ["blast", "normal"], input_size=48, seed=1)
+    shutil.copy(other / "model.json", mine / "model.json")
+    with pytest.raises(ModelError, match="does not match its sidecar"):
+        Classifier.load(mine)
+    resign(mine)
+    with pytest.raises(ModelError, match=r"sidecar says \(N, 3, 48, 48\)"):
+        Classifier.load(mine)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"classes": ["a", "b", "c", "d"]}, "lists 4 classes"),
+        ({"classes": ["a", "b"]}, "lists 2 classes"),
+        (
+            {"input": {"name": "pixels", "size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}},
+            "no input 'pixels'",
+        ),
+        (
+            {"input": {"name": "input", "size": 64, "mean": [0.5] * 3, "std": [0.25] * 3}},
+            r"\(N, 3, 64, 64\)",
+        ),
+        (
+            {"outputs": {"scores": "scores", "scores_kind": "logits", "features": "features"}},
+            "no output 'scores'",
+        ),
+        (
+            {"outputs": {"scores": "logits", "scores_kind": "logits", "features": "fmap"}},
+            "no output 'fmap'",
+        ),
+        (
+            {"outputs": {"scores": "logits", "scores_kind": "logits", "features": "logits"}},
+            "must be feature maps",
+        ),
+        ({"cam": {"weight": "head.fc.weight"}}, "no initialiser 'head.fc.weight'"),
+        ({"cam": {"weight": "conv.weight"}}, r"shape \(8, 3, 4, 4\); expected \(3, channels\)"),
+        ({"sha256": ""}, "no sha256"),
+    ],
+)
+def test_sidecar_that_does_not_match_the_graph(tiny: Path, changes: dict, message: str) -> None:
+    edit_sidecar(tiny, **changes)
+    with pytest.raises(ModelError, match=message):
+        Classifier.load(tiny)
+
+
+def test_cam_weight_with_wrong_channel_count(tiny: Path) -> None:
+    model = onnx.load(tiny / "model.onnx")
+    model.graph.initializer.append(
+        numpy_helper.from_array(np.ones((3, 5), np.float32), "other.weight")
+    )
+    onnx.save(model, tiny / "model.onnx")
+    resign(tiny)
+    edit_sidecar(tiny, cam={"weight": "other.weight"})
+    with pytest.raises(ModelError, match="features have 8 channels"):
+        Classifier.load(tiny)
+
+
+# --- CAM exactness ----------------------------------------------------------
+
+
+def test_cam_decomposes_the_logits_exactly(tiny: Path, field) -> None:
+    image, cells = field
+    model = Classifier.load(tiny)
+    weights, bias = tiny_weights(onnx.load(tiny / "model.onnx"))
+    spec = model.spec
+    batch = preprocess_cells(image, cells, spec.crop, spec.input_size, spec.mean, spec.std)
+    logits, features = model.run(batch)
+    maps = raw_class_activation_maps(features, weights)
+    assert maps.shape == (len(cells), 3, 8, 8)
+    np.testing.assert_allclose(maps.mean(axis=(-2, -1)) + bias, logits, rtol=1e-4, atol=1e-4)
+    assert cam_is_exact(logits[:2], features[:2], weights) is True
+
+
+def test_inexact_cam_is_detected(tmp_path: Path, field) -> None:
+    image, cells = field
+    folder = make_tiny_classifier(tmp_path / "loose", CLASSES, features_before_relu=True)
+    model = Classifier.load(folder)
+    assert model.cam_exact is False
+    weights, bias = tiny_weights(onnx.load(folder / "model.onnx"))
+    spec = model.spec
+    logits, features = model.run(
+        preprocess_cells(image, cells, spec.crop, spec.input_size, spec.mean, spec.std)
+    )
+    assert not np.allclose(
+        raw_class_activation_maps(features, weights).mean(axis=(-2, -1)) + bias, logits, atol=1e-2
+    )
+
+
+def test_cam_exactness_through_probabilities(tmp_path: Path) -> None:
+    folder = make_tiny_classifier(tmp_path / "p", CLASSES, scores_kind="probabilities")
+    assert Classifier.load(folder).cam_exact is True
+
+
+# --- predict on real cells --------------------------------------------------
+
+
+def test_predict_on_bccd_cells(tiny: Path, field) -> None:
+    image, cells = field
+    model = Classifier.load(tiny)
+    predictions = model.predict(image, cells)
+    assert len(predictions) == len(cells)
+
+    # the same numbers straight from onnxruntime on the preprocessing contract's output
+    spec = model.spec
+    batch = preprocess_cells(image, cells, spec.crop, spec.input_size, spec.mean, spec.std)
+    session = ort.InferenceSession(str(tiny / "model.onnx"), providers=[CPU])
+    logits, features = session.run(["logits", "features"], {"input": batch})
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    weights, _ = tiny_weights(onnx.load(tiny / "model.onnx"))
+
+    got = np.array([[p.probabilities[c] for c in CLASSES] for p in predictions])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+    assert got.std(axis=0).max() > 1e-3  # different cells, different answers
+    for cell, prediction, row, fmap in zip(cells, predictions, expected, features, strict=True):
+        assert prediction.label == CLASSES[int(np.argmax(row))]
+        assert prediction.cam.dtype == np.float32 and prediction.cam.shape == (8, 8)
+        assert prediction.cam.min() >= 0.0 and prediction.cam.max() <= 1.0
+        np.testing.assert_allclose(
+            prediction.cam,
+            class_activation_map(fmap, weights, CLASSES.index(prediction.label)),
+            atol=1e-5,
+        )
+        assert prediction.cam_box == tuple(float(v) for v in crop_box(cell, spec.crop))
+
+
+def test_batch_size_does_not_change_results(tiny: Path, field) -> None:
+    image, cells = field
+    model = Classifier.load(tiny)
+    one = model.predict(image, cells, batch_size=1)
+    many = model.predict(image, cells, batch_size=32)
+    odd = model.predict(image, cells, batch_size=5)
+    for a, b, c in zip(one, many, odd, strict=True):
+        assert a.label == b.label == c.label
+        for name in CLASSES:
+            assert abs(a.probabilities[name] - b.probabilities[name]) < 1e-5
+            assert abs(c.probabilities[name] - b.probabilities[name]) < 1e-5
+        np.testing.assert_allclose(a.cam, b.cam, atol=1e-5)
+
+
+def test_fixed_batch_graphs_give_the_same_results(tmp_path: Path, tiny: Path, field) -> None:
+    image, cells = field
+    cells = cells[:7]
+    reference = Classifier.load(tiny).predict(image, cells)
+    for fixed in (1, 4):
+        model = Classifier.load(
+            make_tiny_classifier(tmp_path / f"b{fixed}", CLASSES, fixed_batch=fixed)
+        )
+        assert model.fixed_batch == fixed
+        got = model.predict(image, cells, batch_size=3)
+        for a, b in zip(reference, got, strict=True):
+            assert a.label == b.label
+            assert abs(a.probabilities[a.label] - b.probabilities[b.label]) < 1e-5
+
+
+def test_dynamic_spatial_graph(tmp_path: Path, tiny: Path, field) -> None:
+    image, cells = field
+    model = Classifier.load(make_tiny_classifier(tmp_path / "dyn", CLASSES, dynamic_spatial=True))
+    reference = Classifier.load(tiny).predict(image, cells[:4])
+    got = model.predict(image, cells[:4])
+    assert [p.label for p in got] == [p.label for p in reference]
+
+
+def test_probabilities_output_is_used_as_is(tmp_path: Path, tiny: Path, field) -> None:
+    image, cells = field
+    logits_model = Classifier.load(tiny)
+    prob_model = Classifier.load(
+        make_tiny_classifier(tmp_path / "p", CLASSES, scores_kind="probabilities")
+    )
+    for a, b in zip(
+        logits_model.predict(image, cells), prob_model.predict(image, cells), strict=True
+    ):
+        assert a.label == b.label
+        assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in CLASSES) < 1e-5
+
+
+def test_without_cam_weight_the_map_is_the_channel_mean(tmp_path: Path, field) -> None:
+    image, cells = field
+    model = Classifier.load(make_tiny_classifier(tmp_path / "nocam", CLASSES, cam=False))
+    assert model.cam_weights is None and model.cam_exact is None
+    spec = model.spec
+    _, features = model.run(
+        preprocess_cells(image, cells, spec.crop, spec.input_size, spec.mean, spec.std)
+    )
+    for prediction, fmap in zip(model.predict(image, cells), features, strict=True):
+        mean = np.maximum(fmap.mean(axis=0), 0)
+        np.testing.assert_allclose(prediction.cam, mean / mean.max(), atol=1e-5)
+        np.testing.assert_allclose(prediction.cam, feature_activation_map(fmap), atol=1e-6)
+
+
+def test_without_features_there_is_no_cam(tmp_path: Path, field) -> None:
+    image, cells = field
+    model = Classifier.load(
+        make_tiny_classifier(tmp_path / "nofeat", CLASSES, features=False, cam=False)
+    )
+    predictions = model.predict(image, cells[:3])
+    assert all(p.cam is None and p.cam_box is None for p in predictions)
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in predictions)
+
+
+def test_with_cam_false(tiny: Path, field) -> None:
+    image, cells = field
+    predictions = Classifier.load(tiny).predict(image, cells[:3], with_cam=False)
+    assert all(p.cam is None and p.cam_box is None for p in predictions)
+
+
+def test_no_cells(tiny: Path, field) -> None:
+    image, _ = field
+    assert Classifier.load(tiny).predict(image, []) == []
+
+
+def test_cancel_between_batches(tiny: Path, field) -> None:
+    image, cells = field
+    model = Classifier.load(tiny)
+    polls: list[int] = []
+    done: list[tuple[int, int]] = []
+
+    def should_cancel() -> bool:
+        polls.append(1)
+        return len(polls) >= 2
+
+    with pytest.raises(AnalysisCancelled):
+        model.predict(
+            image,
+            cells,
+            batch_size=2,
+            should_cancel=should_cancel,
+            progress=lambda d, t: done.append((d, t)),
+        )
+    assert len(polls) == 2
+    assert done == [(2, len(cells))]  # the first batch ran, the second never started
+
+
+def test_softmax_rows() -> None:
+    scores = np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]])
+    np.testing.assert_allclose(softmax(scores), [[0.5, 0.5], [0.25, 0.75]], rtol=1e-6)
+
+
+# --- providers and threads --------------------------------------------------
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in ort.get_available_providers(), reason="this machine may have a GPU"
+)
+def test_providers_on_a_cpu_machine(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("LEUKVIEW_PROVIDER", raising=False)
+    assert select_providers() == [CPU]
+    assert select_providers(prefer_gpu=False) == [CPU]
+    assert classify.cuda_works() is False
+    monkeypatch.setenv("LEUKVIEW_PROVIDER", "cuda")
+    with caplog.at_level(logging.WARNING, logger="leukview.core.classify"):
+        assert select_providers(prefer_gpu=False) == [CPU]
+    assert "CUDA does not work" in caplog.text
+
+
+def test_provider_override_to_cpu(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LEUKVIEW_PROVIDER", "CPU")
+    assert select_providers(prefer_gpu=True) == [CPU]
+    monkeypatch.setenv("LEUKVIEW_PROVIDER", "tpu")
+    with caplog.at_level(logging.WARNING, logger="leukview.core.classify"):
+        select_providers()
+    assert "ignoring LEUKVIEW_PROVIDER='tpu'" in caplog.text
+
+
+def test_physical_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    physical_cores.cache_clear()
+    monkeypatch.delenv("LEUKVIEW_THREADS", raising=False)
+    try:
+        cores = physical_cores()
+        allowed = (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        )
+        assert 1 <= cores <= allowed
+        physical_cores.cache_clear()
+        monkeypatch.setenv("LEUKVIEW_THREADS", "3")
+        assert physical_cores() == 3
+    finally:
+        physical_cores.cache_clear()
+
+
+# --- installed models -------------------------------------------------------
+
+
+def test_find_and_load_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "models"
+    make_tiny_classifier(root / "zeta", CLASSES)
+    make_tiny_classifier(root / "alpha", ["blast", "normal"], name="all-blast", seed=3)
+    (root / "notes").mkdir()
+    (root / "README.txt").write_text("not a model")
+    assert [p.name for p in find_models(root)] == ["alpha", "zeta"]
+    assert find_models(tmp_path / "absent") == []
+    monkeypatch.setenv("LEUKVIEW_MODELS", str(root))
+    assert [p.name for p in find_models()] == ["alpha", "zeta"]
+
+    assert [m.spec.name for m in load_models()] == ["all-blast", "zeta"]
+    assert [m.spec.name for m in load_models(["zeta", "alpha"], root)] == ["zeta", "all-blast"]
+    assert [m.path.name for m in load_models(["all-blast"], root)] == ["alpha"]  # by sidecar name
+    with pytest.raises(ModelError, match=r"no model named 'wbc-type' \(installed: alpha, zeta\)"):
+        load_models(["wbc-type"], root)
