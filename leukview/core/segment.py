@@ -1,0 +1,790 @@
+"""Classical segmentation of a blood smear field: white cells, red cells, platelets.
+
+The method, step by step (each step is a few array operations a person can
+inspect; nothing is learned):
+
+1. **Scale.** The red-cell diameter ``d`` is estimated from the image
+   (:func:`estimate_rbc_diameter`) and the field is shrunk so a red cell spans
+   about :attr:`SegmentationParams.work_rbc_diameter` pixels. Every size below
+   is a multiple of ``d``, so magnification does not matter, and the work
+   image is small, so segmentation is fast.
+2. **Background and stains.** The background colour is the median of the
+   brightest pixels (or black, for segmented cells on black as in C-NMC).
+   Optical density relative to it gives a *cell* channel (total stain, Otsu
+   threshold: red cells, white cells, platelets) and a *nuclear stain*
+   channel (blue minus green: the purple nuclei of the Romanowsky stains are
+   blue-heavy, red cells are red-heavy), thresholded with Otsu over the cells.
+3. **Nuclei.** The nuclear-stain mask is cleaned by morphology. Fragments
+   closer than :attr:`~SegmentationParams.lobe_merge_distance` are grouped
+   (the lobes of a neutrophil are one cell); touching nuclei are split by a
+   marker-controlled watershed on the distance transform, one marker per
+   thick core. Groups large enough are white-cell nuclei (erythroblasts
+   included); small isolated stained specks are platelets.
+4. **Cytoplasm and red cells.** A watershed on the colour gradient grows
+   each white-cell nucleus into its cytoplasm, competing with the red cells
+   and the background around it and limited to a ring set by ``d``. The
+   rest of the cell mask is split into red cells by a distance-transform
+   watershed (touching red cells separate at their waist).
+5. **Refine and measure.** White cells are redrawn at full resolution in
+   their own small crop; every cell is measured
+   (:func:`leukview.core.measure.measure_cell`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.feature import peak_local_max
+from skimage.filters import threshold_multiotsu, threshold_otsu
+from skimage.morphology import h_maxima
+from skimage.segmentation import watershed
+
+from .cells import Cell
+from .errors import LeukViewError
+from .measure import measure_cell
+
+__all__ = [
+    "SegmentationParams",
+    "Segmentation",
+    "segment",
+    "estimate_rbc_diameter",
+]
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    """Every tunable of :func:`segment`, with defaults that work across stains.
+
+    Sizes are multiples of the red-cell diameter ``d`` (estimated per image
+    unless :attr:`rbc_diameter` is given), so they hold at any magnification.
+    """
+
+    rbc_diameter: float | None = None
+    """Red-cell diameter in image pixels; None estimates it from the image."""
+
+    work_rbc_diameter: float = 24.0
+    """The image is shrunk so a red cell spans about this many pixels (never enlarged)."""
+
+    smoothing: float = 1.0
+    """Gaussian smoothing before thresholding, in work-image pixels."""
+
+    black_background_level: int = 25
+    """Pixels darker than this in every channel are background (cells cut out on black)."""
+
+    cell_threshold_scale: float = 1.0
+    """Multiplies the automatic (Otsu) threshold of total stain that separates cells from background."""
+
+    min_cell_density: float = 0.08
+    """Lowest total optical density counted as a cell whatever Otsu says (blank fields find nothing)."""
+
+    nucleus_threshold_scale: float = 1.0
+    """Multiplies the automatic (Otsu) threshold of the nuclear stain; above 1 keeps only darker nuclei."""
+
+    min_nucleus_contrast: float = 20.0
+    """Least blue-minus-green excess over the background (0-255) counted as nuclear stain."""
+
+    lobe_merge_distance: float = 0.5
+    """Nuclear fragments closer than this (× d) are lobes of one cell."""
+
+    split_depth: float = 0.08
+    """Touching nuclei are split where the waist between them is this much thinner (× d) than each."""
+
+    split_min_radius: float = 0.2
+    """A nucleus core must be at least this thick (half-width, × d) to seed its own cell."""
+
+    min_wbc_nucleus_area: float = 0.15
+    """Smallest white-cell nucleus (× red-cell area); smaller stained specks are platelets."""
+
+    min_platelet_area: float = 0.01
+    """Smallest platelet (× red-cell area); smaller specks are noise."""
+
+    max_cytoplasm_width: float = 0.45
+    """Cytoplasm is grown at most this far beyond the nucleus (× d)."""
+
+    min_rbc_area: float = 0.25
+    """Smallest red cell (× red-cell area); smaller pieces are dropped."""
+
+    detect_rbc: bool = True
+    """Find and split red cells (turn off to segment white cells only, faster)."""
+
+    detect_platelets: bool = True
+    """Report small stained specks as platelets."""
+
+    def __post_init__(self) -> None:
+        if self.rbc_diameter is not None and not self.rbc_diameter > 0:
+            raise LeukViewError(f"rbc_diameter must be positive, got {self.rbc_diameter}")
+        if not self.work_rbc_diameter >= 8:
+            raise LeukViewError(f"work_rbc_diameter must be at least 8 px, got {self.work_rbc_diameter}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly dictionary (settings persistence)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentationParams:
+        """Inverse of :meth:`to_dict`; unknown keys (older or newer settings) are ignored."""
+        names = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in names or value is None:
+                if key in names:
+                    kwargs[key] = None
+                continue
+            default = getattr(cls, key, None)
+            if isinstance(default, bool):
+                kwargs[key] = bool(value)
+            elif isinstance(default, int):
+                kwargs[key] = int(value)
+            else:
+                kwargs[key] = float(value)
+        return cls(**kwargs)
+
+    @staticmethod
+    def describe() -> dict[str, str]:
+        """One-line description of every field (for tooltips)."""
+        import inspect
+
+        src = inspect.getsource(SegmentationParams)
+        out: dict[str, str] = {}
+        lines = src.splitlines()
+        for i, line in enumerate(lines[:-1]):
+            head = line.strip()
+            if ":" in head and "=" in head and not head.startswith(("def", "#", '"')):
+                name = head.split(":", 1)[0]
+                doc = lines[i + 1].strip()
+                if doc.startswith('"""'):
+                    out[name] = doc.strip('"')
+        return out
+
+
+@dataclass
+class Segmentation:
+    """What :func:`segment` found in one image.
+
+    Attributes
+    ----------
+    cells : list of Cell
+        Ids 1..n: white cells first, then red cells, then platelets, each in
+        reading order; measurements filled.
+    rbc_diameter : float
+        Red-cell diameter used, in image pixels.
+    labels : ndarray of int32, shape (H, W)
+        Pixel value = cell id, 0 for background.
+    nucleus_mask : ndarray of bool, shape (H, W)
+        Nuclei of the white cells.
+    scale : float
+        Work-image pixels per image pixel (1 when not shrunk).
+    """
+
+    cells: list[Cell]
+    rbc_diameter: float
+    labels: np.ndarray
+    nucleus_mask: np.ndarray
+    scale: float = 1.0
+    params: SegmentationParams = field(default_factory=SegmentationParams)
+
+    def cells_of_kind(self, kind: str) -> list[Cell]:
+        return [c for c in self.cells if c.kind == kind]
+
+
+# ----------------------------------------------------------------------------
+# input, scale
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """Check and convert the input to RGB uint8, or raise a clear LeukViewError."""
+    if not isinstance(image, np.ndarray):
+        raise LeukViewError(f"segmentation needs a numpy image array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise LeukViewError(
+            f"segmentation needs an RGB image of shape (H, W, 3), got shape {image.shape}; "
+            "convert greyscale or RGBA images to RGB first (leukview.core.io does)"
+        )
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image // 257).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        hi = 1.0 if float(np.nanmax(image, initial=0.0)) <= 1.0 else 255.0
+        return np.clip(np.nan_to_num(image) * (255.0 / hi), 0, 255).astype(np.uint8)
+    raise LeukViewError(f"segmentation needs an 8- or 16-bit RGB image, got dtype {image.dtype}")
+
+
+def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    if abs(scale - 1.0) < 1e-6:
+        return img
+    h, w = img.shape[:2]
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = max(int(round(radius)), 1)
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+# ----------------------------------------------------------------------------
+# stain channels
+
+
+@dataclass
+class _Channels:
+    black: np.ndarray  # bool: cut-out background (C-NMC)
+    density: np.ndarray  # float32: total optical density over the background
+    nuclear: np.ndarray  # float32: blue minus green, relative to the background
+    cell_threshold: float
+    nucleus_threshold: float
+    nuclear_offset: float  # background blue-minus-green, subtracted from the nuclear channel
+
+
+def _channels(rgb: np.ndarray, params: SegmentationParams, tile: float | None = None) -> _Channels:
+    """Stain channels of a (work-scale) RGB image.
+
+    ``tile`` is the side (px) of the squares over which the background colour is
+    estimated (about three red cells); None uses a quarter of the image.
+    """
+    f = rgb.astype(np.float32)
+    if params.smoothing > 0:
+        f = cv2.GaussianBlur(f, (0, 0), params.smoothing)
+    black = f.max(axis=2) < params.black_background_level
+    if black.mean() > 0.05:
+        black = cv2.morphologyEx(black.astype(np.uint8), cv2.MORPH_OPEN, _disk(1)).astype(bool)
+    else:
+        black = np.zeros(black.shape, dtype=bool)
+    lit = ~black
+    if black.any():
+        # Cells cut out on black: the slide's background is not in the image; use white.
+        bg = np.full(f.shape, 255.0, np.float32)
+    else:
+        h, w = f.shape[:2]
+        bg = _background(f, tile if tile else max(h, w) / 4.0)
+    od = np.log(np.maximum(bg, 1.0) / np.maximum(f, 1.0))
+    density = od.sum(axis=2).astype(np.float32)
+    density[black] = 0.0
+    bgd = bg[..., 2] - bg[..., 1]
+    offset = float(np.median(bgd[lit])) if lit.any() else 0.0
+    nuclear = ((f[..., 2] - f[..., 1]) - bgd).astype(np.float32)
+    nuclear[black] = 0.0
+
+    cell_thr = params.min_cell_density
+    dens_lit = density[lit]
+    if dens_lit.size > 16 and float(dens_lit.max() - dens_lit.min()) > 1e-3:
+        # The lower of two views: just above the glass's own spread, or the lower cut of
+        # a three-class Otsu (glass | red cells | nuclei) when the glass peak is broad.
+        cut = min(_background_cut(dens_lit), _lower_cut(dens_lit))
+        cell_thr = max(cell_thr, params.cell_threshold_scale * cut)
+    cells = lit if black.any() else density > cell_thr
+    nuc_thr = float(params.min_nucleus_contrast)
+    nv = nuclear[cells]
+    if nv.size > 16 and float(nv.max() - nv.min()) > 1e-3:
+        nuc_thr = max(nuc_thr, params.nucleus_threshold_scale * float(threshold_otsu(nv)))
+    return _Channels(black, density, nuclear, cell_thr, nuc_thr, offset)
+
+
+def _background(f: np.ndarray, tile: float) -> np.ndarray:
+    """Background colour per pixel, shape (H, W, 3) float32.
+
+    Per square of side ``tile``: the median colour of its brightest tenth
+    (the glass between cells); a 3x3 median over the squares rejects squares
+    covered by cells, and bilinear interpolation makes it smooth, which
+    flattens uneven illumination (vignetting).
+    """
+    h, w = f.shape[:2]
+    ny, nx = max(1, int(round(h / tile))), max(1, int(round(w / tile)))
+    ys = np.linspace(0, h, ny + 1).astype(int)
+    xs = np.linspace(0, w, nx + 1).astype(int)
+    bright = f.sum(axis=2)
+    grid = np.zeros((ny, nx, 3), np.float32)
+    for i in range(ny):
+        for j in range(nx):
+            b = bright[ys[i]: ys[i + 1], xs[j]: xs[j + 1]].ravel()
+            c = f[ys[i]: ys[i + 1], xs[j]: xs[j + 1]].reshape(-1, 3)
+            sel = b >= np.percentile(b, 90)
+            grid[i, j] = np.median(c[sel], axis=0)
+    if ny >= 3 and nx >= 3:
+        grid = ndi.median_filter(grid, size=(3, 3, 1), mode="nearest")
+    # A square whose brightest tenth is still a cell is darker than its neighbours:
+    # never let the background fall far below the image's bright level.
+    top = np.percentile(grid.reshape(-1, 3), 75, axis=0)
+    grid = np.maximum(grid, 0.85 * top)
+    if ny == 1 and nx == 1:
+        return np.broadcast_to(grid[0, 0], f.shape).astype(np.float32)
+    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _background_cut(values: np.ndarray) -> float:
+    """Threshold of total stain just above the background's own spread.
+
+    The background is the lowest clear peak of the density histogram; its
+    spread is measured on its lower side (pure glass) and the cut is six of
+    those spreads above the peak, so pale red cells and cytoplasm count as cells
+    whatever the rest of the histogram looks like.
+    """
+    v = values
+    if v.size > 200_000:
+        v = v[:: v.size // 200_000 + 1]
+    lo, hi = np.percentile(v, [0.5, 99.5])
+    if hi - lo < 1e-3:
+        return float(hi)
+    hist, edges = np.histogram(v, bins=200, range=(lo, hi))
+    hist = ndi.gaussian_filter1d(hist.astype(np.float64), 1.5)
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    is_peak = (hist >= np.roll(hist, 1)) & (hist >= np.roll(hist, -1))
+    is_peak[0] = hist[0] >= hist[1]
+    is_peak[-1] = False
+    strong = np.flatnonzero(is_peak & (hist >= 0.2 * hist.max()))
+    peak = float(centers[strong[0]]) if strong.size else float(centers[np.argmax(hist)])
+    left = v[v <= peak] - peak
+    sigma = float(np.sqrt(np.mean(left * left))) if left.size > 20 else 0.02
+    return peak + 6.0 * max(sigma, 0.005)
+
+
+def _lower_cut(values: np.ndarray) -> float:
+    """Lower threshold of a three-class Otsu (background | red cells | nuclei)."""
+    v = values
+    if v.size > 200_000:  # a regular subsample is plenty for a histogram
+        v = v[:: v.size // 200_000 + 1]
+    try:
+        return float(threshold_multiotsu(v, classes=3, nbins=128)[0])
+    except ValueError:  # too few distinct values
+        return float(threshold_otsu(v))
+
+
+# ----------------------------------------------------------------------------
+# red-cell diameter
+
+
+def estimate_rbc_diameter(image: np.ndarray, params: SegmentationParams | None = None) -> float:
+    """Estimate the red-cell diameter of a field, in image pixels.
+
+    The cells are thresholded (total stain, Otsu), holes (central pallor)
+    filled, and the largest inscribed radius of each connected group of cells
+    taken from the distance transform: a clump of touching discs has about
+    the radius of one disc, so the median over clumps is robust to crowding.
+    Groups dominated by nuclear stain (white cells) are left out. When fewer
+    than three red-cell groups are found (a crop around one white cell, a
+    cell cut out on black) the diameter falls back to the size of the largest
+    nucleus group, which is about one red cell across.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W, 3)
+    params : SegmentationParams, optional
+
+    Returns
+    -------
+    float
+        Diameter in pixels, at least 4.
+    """
+    params = params or SegmentationParams()
+    rgb = _as_rgb(image)
+    if params.rbc_diameter is not None:
+        return float(params.rbc_diameter)
+    h, w = rgb.shape[:2]
+    # Coarse pass on a small copy, then a finer one if the cells came out small.
+    scale = min(1.0, 320.0 / max(h, w))
+    d = _estimate_at(_resize(rgb, scale), params) / scale
+    if d * scale < 14 and scale < 1.0:
+        scale2 = min(1.0, 20.0 / max(d, 1.0))
+        if scale2 > scale * 1.2:
+            d = _estimate_at(_resize(rgb, scale2), params) / scale2
+    return float(max(d, 4.0))
+
+
+def _estimate_at(rgb: np.ndarray, params: SegmentationParams) -> float:
+    h, w = rgb.shape[:2]
+    fallback = max(h, w) / 6.0
+    if min(h, w) < 8:
+        return max(float(max(h, w)), 4.0)
+    ch = _channels(rgb, params)
+    cells = ch.density > ch.cell_threshold
+    if ch.black.any():
+        cells = ~ch.black
+    cells = cv2.morphologyEx(cells.astype(np.uint8), cv2.MORPH_CLOSE, _disk(1))
+    cells = ndi.binary_fill_holes(cells).astype(np.uint8)
+    cells = cv2.morphologyEx(cells, cv2.MORPH_OPEN, _disk(1))
+    nuc = (ch.nuclear > ch.nucleus_threshold) & (cells > 0)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(cells, connectivity=8)
+    if n <= 1:
+        return fallback
+    dist = cv2.distanceTransform(cells, cv2.DIST_L2, 5)
+    idx = np.arange(1, n)
+    inr = ndi.maximum(dist, lab, idx)
+    nfrac = ndi.mean(nuc.astype(np.float32), lab, idx)
+    area = stats[1:, cv2.CC_STAT_AREA]
+    x0, y0 = stats[1:, 0], stats[1:, 1]
+    x1, y1 = x0 + stats[1:, 2], y0 + stats[1:, 3]
+    inner = (x0 > 0) & (y0 > 0) & (x1 < w) & (y1 < h)
+    ok = (inr >= 2.5) & (nfrac < 0.15) & (area >= 12)
+    # Border clumps are cut cells: use them only if the inner ones are too few.
+    chosen = inr[ok & inner] if np.count_nonzero(ok & inner) >= 3 else inr[ok]
+    # Nuclei groups: the largest one sets a floor and the fallback.
+    nlab, nn = ndi.label(cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_CLOSE, _disk(2)))
+    big_nucleus = 0.0
+    if nn:
+        sizes = np.bincount(nlab.ravel())[1:]
+        big_nucleus = float(np.sqrt(4.0 * sizes.max() / np.pi))
+    if chosen.size >= 3:
+        d = 2.0 * float(np.median(chosen)) + 1.0
+        if big_nucleus > 0 and d < 0.4 * big_nucleus:
+            # Faint ring fragments around a big white cell: not red cells.
+            return big_nucleus
+        return d
+    if big_nucleus >= 6:
+        return big_nucleus
+    return fallback
+
+
+# ----------------------------------------------------------------------------
+# segmentation
+
+
+def segment(
+    image: np.ndarray,
+    params: SegmentationParams | None = None,
+    *,
+    pixel_size_um: float | None = None,
+) -> Segmentation:
+    """Find and measure the white cells, red cells and platelets of a field.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W, 3)
+        RGB field (16-bit and float images are converted).
+    params : SegmentationParams, optional
+        Defaults when None.
+    pixel_size_um : float, optional
+        µm per pixel; adds ``*_um2`` measurements when given.
+
+    Returns
+    -------
+    Segmentation
+
+    Raises
+    ------
+    LeukViewError
+        When the input is not an RGB image.
+    """
+    params = params or SegmentationParams()
+    rgb = _as_rgb(image)
+    h, w = rgb.shape[:2]
+    d = estimate_rbc_diameter(rgb, params)
+    if min(h, w) < 8:
+        return Segmentation([], d, np.zeros((h, w), np.int32), np.zeros((h, w), bool), 1.0, params)
+    scale = min(1.0, params.work_rbc_diameter / d)
+    small = _resize(rgb, scale)
+    ds = d * scale  # red-cell diameter in work pixels
+    rbc_area = np.pi * ds * ds / 4.0
+    ch = _channels(small, params, tile=3.0 * ds)
+
+    cells_mask = (ch.density > ch.cell_threshold) if not ch.black.any() else ~ch.black
+    cells_mask = cv2.morphologyEx(cells_mask.astype(np.uint8), cv2.MORPH_OPEN, _disk(1)) > 0
+
+    # --- nuclei
+    nuc = (ch.nuclear > ch.nucleus_threshold) & cells_mask
+    nuc = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1.0, 0.03 * ds))) > 0
+    nuc = ndi.binary_fill_holes(nuc)
+    frag_lab, n_frag = ndi.label(nuc)
+    wbc_nuc = np.zeros(nuc.shape, np.int32)
+    n_wbc = 0
+    if n_frag:
+        # Group the lobes of one cell, then split touching nuclei.
+        merged = cv2.morphologyEx(
+            nuc.astype(np.uint8), cv2.MORPH_CLOSE, _disk(params.lobe_merge_distance * ds / 2.0)
+        )
+        merged = ndi.binary_fill_holes(merged)
+        group_lab, n_group = ndi.label(merged)
+        sizes = np.bincount(group_lab.ravel(), weights=nuc.ravel(), minlength=n_group + 1)
+        is_wbc = sizes >= params.min_wbc_nucleus_area * rbc_area
+        is_wbc[0] = False
+        is_plt = (~is_wbc) & (sizes >= params.min_platelet_area * rbc_area)
+        is_plt[0] = False
+        wbc_groups = is_wbc[group_lab]
+        if wbc_groups.any():
+            dist = cv2.distanceTransform(wbc_groups.astype(np.uint8), cv2.DIST_L2, 5)
+            # One marker per thick core: regional maxima of the distance that stand
+            # out by a fraction of d (two touching nuclei have a waist between them).
+            cores = h_maxima(dist, max(1.0, params.split_depth * ds)) > 0
+            cores &= dist >= params.split_min_radius * ds
+            markers, n_mk = ndi.label(cores)
+            markers = markers.astype(np.int32)
+            have = np.zeros(n_group + 1, bool)
+            have[np.unique(group_lab[cores])] = True
+            missing = np.flatnonzero(is_wbc & ~have)
+            if missing.size:
+                # Groups without a thick core still get one marker at their deepest point.
+                pos = ndi.maximum_position(dist, group_lab, missing)
+                for k, (py, px) in enumerate(pos):
+                    markers[py, px] = n_mk + 1 + k
+            split = watershed(-dist, markers, mask=wbc_groups)
+            wbc_nuc = (split * nuc).astype(np.int32)
+            # Relabel compactly, dropping splits left without nuclear pixels.
+            ids = np.unique(wbc_nuc)
+            ids = ids[ids > 0]
+            lut = np.zeros(int(split.max()) + 1, np.int32)
+            lut[ids] = np.arange(1, len(ids) + 1)
+            wbc_nuc = lut[wbc_nuc]
+            n_wbc = len(ids)
+        if params.detect_platelets and is_plt.any():
+            plt_labels = np.where(is_plt[group_lab] & nuc, group_lab, 0).astype(np.int32)
+        else:
+            plt_labels = np.zeros(nuc.shape, np.int32)
+    else:
+        plt_labels = np.zeros(nuc.shape, np.int32)
+
+    # --- cytoplasm: watershed on the colour gradient, nuclei vs red cells vs background
+    work_labels = np.zeros(nuc.shape, np.int32)
+    if n_wbc:
+        grad = _gradient(small.astype(np.float32), params.smoothing)
+        reach = cv2.dilate(
+            (wbc_nuc > 0).astype(np.uint8), _disk(params.max_cytoplasm_width * ds)
+        ) > 0
+        markers = wbc_nuc.copy()
+        bg_marker = n_wbc + 1
+        markers[~cells_mask & ~reach] = bg_marker
+        markers[~cells_mask & reach & (cv2.erode((~cells_mask).astype(np.uint8), _disk(1)) > 0)] = bg_marker
+        # Red cells next to the white cell: markers at thick parts outside the nuclei's reach.
+        other = cells_mask & ~(cv2.dilate((wbc_nuc > 0).astype(np.uint8), _disk(0.15 * ds)) > 0)
+        odist = cv2.distanceTransform(other.astype(np.uint8), cv2.DIST_L2, 5)
+        rbc_seed = (odist >= 0.3 * ds) & (wbc_nuc == 0)
+        markers[rbc_seed] = bg_marker + 1
+        flood = watershed(grad, markers)
+        wbc_cell = np.where((flood <= n_wbc) & reach & (cells_mask | (wbc_nuc > 0)), flood, 0)
+        wbc_cell = np.where(wbc_nuc > 0, wbc_nuc, wbc_cell)
+        # Keep each cell's component that holds its nucleus; fill holes.
+        wbc_cell = _fill_each(wbc_cell, n_wbc)
+        work_labels = wbc_cell
+        # A stained speck inside a white cell is a granule or a lobe, not a platelet.
+        plt_labels[work_labels > 0] = 0
+
+    # --- red cells
+    rbc_labels = np.zeros(nuc.shape, np.int32)
+    n_rbc = 0
+    if params.detect_rbc:
+        free = cells_mask & (work_labels == 0) & (plt_labels == 0)
+        free = ndi.binary_fill_holes(
+            cv2.morphologyEx(free.astype(np.uint8), cv2.MORPH_CLOSE, _disk(1))
+        ) & (work_labels == 0)
+        free = cv2.morphologyEx(free.astype(np.uint8), cv2.MORPH_OPEN, _disk(0.08 * ds)) > 0
+        if free.any():
+            fd = cv2.distanceTransform(free.astype(np.uint8), cv2.DIST_L2, 5)
+            peaks = peak_local_max(
+                fd,
+                min_distance=max(1, int(round(0.3 * ds))),
+                threshold_abs=max(1.0, 0.2 * ds),
+                labels=ndi.label(free)[0],
+                exclude_border=False,
+            )
+            if len(peaks):
+                mk = np.zeros(free.shape, np.int32)
+                mk[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+                rl = watershed(-fd, mk, mask=free)
+                sizes = np.bincount(rl.ravel())
+                keep = sizes >= params.min_rbc_area * rbc_area
+                keep[0] = False
+                lut = np.zeros(len(sizes), np.int32)
+                lut[keep] = np.arange(1, int(keep.sum()) + 1)
+                rbc_labels = lut[rl]
+                n_rbc = int(keep.sum())
+
+    return _assemble(
+        rgb, scale, d, params, pixel_size_um, work_labels, wbc_nuc, n_wbc, rbc_labels, n_rbc,
+        plt_labels, ch,
+    )
+
+
+def _gradient(f: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma > 0:
+        f = cv2.GaussianBlur(f, (0, 0), sigma)
+    g = np.zeros(f.shape[:2], np.float32)
+    for c in range(3):
+        gx = cv2.Sobel(f[..., c], cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(f[..., c], cv2.CV_32F, 0, 1, ksize=3)
+        g += gx * gx + gy * gy
+    return np.sqrt(g)
+
+
+def _fill_each(labels: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros_like(labels)
+    for i, sl in enumerate(ndi.find_objects(labels, max_label=n), start=1):
+        if sl is None:
+            continue
+        m = labels[sl] == i
+        m = ndi.binary_fill_holes(m)
+        m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, _disk(1)) > 0 if m.sum() > 50 else m
+        sub = out[sl]
+        sub[m & (sub == 0)] = i
+    return out
+
+
+def _contour(mask: np.ndarray) -> np.ndarray:
+    cs, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not cs:
+        return np.zeros((0, 2), np.int32)
+    c = max(cs, key=cv2.contourArea)
+    return c.reshape(-1, 2).astype(np.int32)
+
+
+def _assemble(
+    rgb: np.ndarray,
+    scale: float,
+    d: float,
+    params: SegmentationParams,
+    pixel_size_um: float | None,
+    wbc_labels: np.ndarray,
+    wbc_nuc: np.ndarray,
+    n_wbc: int,
+    rbc_labels: np.ndarray,
+    n_rbc: int,
+    plt_labels: np.ndarray,
+    ch: _Channels,
+) -> Segmentation:
+    h, w = rgb.shape[:2]
+    inv = 1.0 / scale
+    full = np.zeros((h, w), np.int32)
+    nucleus_full = np.zeros((h, w), bool)
+    cells: list[Cell] = []
+    next_id = 1
+
+    def up_box(sl: tuple[slice, slice], pad: int) -> tuple[int, int, int, int]:
+        y0 = max(0, int(np.floor(sl[0].start * inv)) - pad)
+        y1 = min(h, int(np.ceil(sl[0].stop * inv)) + pad)
+        x0 = max(0, int(np.floor(sl[1].start * inv)) - pad)
+        x1 = min(w, int(np.ceil(sl[1].stop * inv)) + pad)
+        return x0, y0, x1, y1
+
+    # White cells: redraw cell and nucleus at full resolution in their own crop.
+    wbc_items = []
+    for i, sl in enumerate(ndi.find_objects(wbc_labels, max_label=n_wbc), start=1):
+        if sl is None:
+            continue
+        x0, y0, x1, y1 = up_box(sl, pad=2)
+        # Work-scale masks resampled smoothly onto the crop.
+        cm = _upsample_mask(wbc_labels, i, (x0, y0, x1, y1), scale)
+        if not cm.any():
+            continue
+        crop = rgb[y0:y1, x0:x1]
+        f = crop.astype(np.float32)
+        if params.smoothing > 0 and scale >= 0.999:
+            f = cv2.GaussianBlur(f, (0, 0), params.smoothing)
+        bgd = ch.nuclear_offset
+        nuc_full = ((f[..., 2] - f[..., 1]) - bgd > ch.nucleus_threshold) & cm
+        nm_coarse = _upsample_mask(wbc_nuc, i, (x0, y0, x1, y1), scale)
+        nuc_full &= cv2.dilate(nm_coarse.astype(np.uint8), _disk(max(1.0, inv))) > 0
+        if not nuc_full.any():
+            nuc_full = nm_coarse & cm
+        nuc_full = ndi.binary_fill_holes(nuc_full)
+        wbc_items.append(((x0, y0, x1, y1), cm, nuc_full))
+    wbc_items.sort(key=lambda t: (t[0][1] + t[0][3], t[0][0] + t[0][2]))
+    for (x0, y0, x1, y1), cm, nm in wbc_items:
+        sub = full[y0:y1, x0:x1]
+        cm = cm & (sub == 0)
+        if not cm.any():
+            continue
+        sub[cm] = next_id
+        nucleus_full[y0:y1, x0:x1] |= nm & cm
+        cells.append(
+            _make_cell(next_id, "wbc", rgb[y0:y1, x0:x1], cm, nm & cm, (x0, y0), 1.0, pixel_size_um)
+        )
+        next_id += 1
+
+    # Red cells and platelets: measured at work scale, coordinates scaled up.
+    small = None
+    for kind, lab in (("rbc", rbc_labels), ("platelet", plt_labels)):
+        if not lab.any():
+            continue
+        if small is None:
+            small = _resize(rgb, scale)
+        objs = ndi.find_objects(lab)
+        order = sorted(
+            (i for i, sl in enumerate(objs, start=1) if sl is not None),
+            key=lambda i: (objs[i - 1][0].start + objs[i - 1][0].stop, objs[i - 1][1].start),
+        )
+        for i in order:
+            sl = objs[i - 1]
+            m = lab[sl] == i
+            if not m.any():
+                continue
+            x0, y0, x1, y1 = up_box(sl, pad=0)
+            if scale >= 0.999:
+                region = full[y0:y1, x0:x1]
+                mm = m & (region == 0)
+                if not mm.any():
+                    continue
+                region[mm] = next_id
+            else:
+                mm = _upsample_mask(lab, i, (x0, y0, x1, y1), scale)
+                region = full[y0:y1, x0:x1]
+                mm &= region == 0
+                if not mm.any():
+                    continue
+                region[mm] = next_id
+            cell = _make_cell(
+                next_id, kind, small[sl], m, None, (sl[1].start, sl[0].start), inv, pixel_size_um
+            )
+            cells.append(cell)
+            next_id += 1
+    return Segmentation(cells, float(d), full, nucleus_full, float(scale), params)
+
+
+def _upsample_mask(
+    labels: np.ndarray, label: int, box: tuple[int, int, int, int], scale: float
+) -> np.ndarray:
+    """The work-scale region ``label`` resampled onto a full-resolution box (smooth edges).
+
+    Returns a bool array of shape (y1 - y0, x1 - x0).
+    """
+    x0, y0, x1, y1 = box
+    if scale >= 0.999:
+        return labels[y0:y1, x0:x1] == label
+    hh, ww = labels.shape
+    wy0, wy1 = max(int(np.floor(y0 * scale)) - 1, 0), min(int(np.ceil(y1 * scale)) + 1, hh)
+    wx0, wx1 = max(int(np.floor(x0 * scale)) - 1, 0), min(int(np.ceil(x1 * scale)) + 1, ww)
+    win = (labels[wy0:wy1, wx0:wx1] == label).astype(np.float32)
+    # Full-res pixel centres in work coordinates, relative to the window.
+    ys = (np.arange(y0, y1, dtype=np.float32) + 0.5) * scale - 0.5 - wy0
+    xs = (np.arange(x0, x1, dtype=np.float32) + 0.5) * scale - 0.5 - wx0
+    mx, my = np.meshgrid(xs, ys)
+    out = cv2.remap(win, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out >= 0.5
+
+
+def _make_cell(
+    cid: int,
+    kind: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    nucleus: np.ndarray | None,
+    origin: tuple[int, int],
+    pixel_scale: float,
+    pixel_size_um: float | None,
+) -> Cell:
+    """A Cell from a crop mask whose top-left is ``origin`` (x, y) in mask pixels."""
+    ox, oy = origin
+    meas = measure_cell(mask, image, nucleus, pixel_size_um=pixel_size_um, pixel_scale=pixel_scale)
+    ys, xs = np.nonzero(mask)
+    cy = (ys.mean() + oy + 0.5) * pixel_scale - 0.5
+    cx = (xs.mean() + ox + 0.5) * pixel_scale - 0.5
+    contour = _contour(mask).astype(np.float64)
+    contour = np.round((contour + (ox, oy) + 0.5) * pixel_scale - 0.5).astype(np.int32)
+    x0 = int(np.floor((xs.min() + ox) * pixel_scale))
+    y0 = int(np.floor((ys.min() + oy) * pixel_scale))
+    x1 = int(np.ceil((xs.max() + ox + 1) * pixel_scale))
+    y1 = int(np.ceil((ys.max() + oy + 1) * pixel_scale))
+    nuc_contour = None
+    if nucleus is not None and nucleus.any():
+        nc = _contour(nucleus).astype(np.float64)
+        nuc_contour = np.round((nc + (ox, oy) + 0.5) * pixel_scale - 0.5).astype(np.int32)
+    return Cell(
+        id=cid,
+        kind=kind,
+        contour=contour,
+        bbox=(x0, y0, x1, y1),
+        centroid=(float(cx), float(cy)),
+        nucleus_contour=nuc_contour,
+        measurements=meas,
+    )
