@@ -87,16 +87,18 @@ class ModelSpec:
                 path,
             )
         inp = need(data, "input")
+        for key in ("input", "outputs", "cam", "crop", "training", "metrics"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise ModelError(f"sidecar '{key}' must be a JSON object", path)
         outputs = data.get("outputs") or {}
         cam = data.get("cam") or {}
-        for key, section in (("input", inp), ("outputs", outputs), ("cam", cam), ("crop", data.get("crop") or {})):
-            if not isinstance(section, dict):
-                raise ModelError(f"sidecar '{key}' must be a JSON object", path)
-        for key in ("training", "metrics"):
-            if not isinstance(data.get(key) or {}, dict):
-                raise ModelError(f"sidecar '{key}' must be a JSON object", path)
         classes = need(data, "classes")
-        if not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes):
+        if (
+            not isinstance(classes, list)
+            or not all(isinstance(c, str) for c in classes)
+            or len(classes) < 2
+            or len(set(classes)) != len(classes)
+        ):
             raise ModelError("sidecar 'classes' must list at least two distinct names", path)
         try:
             mean = [float(v) for v in need(inp, "mean", "input.")]
@@ -116,7 +118,7 @@ class ModelSpec:
         if positive is not None and positive not in classes:
             raise ModelError(f"sidecar positive_class '{positive}' is not one of its classes", path)
         applies_to = data.get("applies_to", ["wbc"])
-        if not isinstance(applies_to, list) or not set(applies_to) <= set(CELL_KINDS):
+        if not isinstance(applies_to, list) or not all(kind in CELL_KINDS for kind in applies_to):
             raise ModelError(f"sidecar 'applies_to' must be a list drawn from {CELL_KINDS}", path)
         for key in ("scores", "features"):
             if outputs.get(key) is not None and not isinstance(outputs[key], str):

@@ -105,22 +105,26 @@ def crop_cell(image: np.ndarray, cell: Cell, rule: CropRule, size: int) -> np.nd
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
     x0, y0, x1, y1 = crop_box(cell, rule)
+    # visible part of the window; clipped so a negative bound never indexes from the end
+    vx0, vx1 = min(max(x0, 0), width), min(max(x1, 0), width)
+    vy0, vy1 = min(max(y0, 0), height), min(max(y1, 0), height)
+    region = image[vy0:vy1, vx0:vx1]
     if rule.background == "black":
-        source = np.zeros_like(image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)])
+        source = np.zeros_like(region)
         mask = np.zeros(source.shape[:2], np.uint8)
         contour = np.asarray(cell.contour, np.int32).reshape(-1, 2)
         if len(contour) == 0:  # a cell known only by its box (e.g. an annotation)
             bx0, by0, bx1, by1 = cell.bbox
             contour = np.array([[bx0, by0], [bx1 - 1, by0], [bx1 - 1, by1 - 1], [bx0, by1 - 1]], np.int32)
-        contour = contour.reshape(-1, 1, 2) - np.array([max(x0, 0), max(y0, 0)], np.int32)
-        cv2.drawContours(mask, [contour], -1, 255, thickness=cv2.FILLED)
-        region = image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+        contour = contour.reshape(-1, 1, 2) - np.array([vx0, vy0], np.int32)
+        if mask.size:
+            cv2.drawContours(mask, [contour], -1, 255, thickness=cv2.FILLED)
         source[mask > 0] = region[mask > 0]
         border = cv2.BORDER_CONSTANT
     else:
-        source = image[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+        source = region
         border = cv2.BORDER_REFLECT_101
-    pads = (max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0))
+    pads = (vy0 - y0, y1 - vy1, vx0 - x0, x1 - vx1)
     if source.size == 0:  # the window lies wholly outside the image
         source = np.zeros((1, 1, 3), np.uint8)
         pads = (0, y1 - y0 - 1, 0, x1 - x0 - 1)
