@@ -363,7 +363,8 @@ class Classifier:
         self.cam_exact: bool | None = None
         self.feature_shape: tuple[int, int, int] | None = None
         self.fixed_batch: int | None = None  # batch size of a graph exported with a static batch
-        self._bytes = model_bytes  # kept to rebuild a CPU session if the GPU fails at run time
+        # kept to rebuild a CPU session if the GPU fails at run time
+        self._bytes = model_bytes if session.get_providers()[0] != CPU else None
 
     @property
     def provider(self) -> str:
@@ -583,7 +584,9 @@ class Classifier:
                 self.provider,
                 _first_line(exc),
             )
-            self.session = _make_session(self._bytes, [CPU], self.path / MODEL_FILE)
+            data = self._bytes or (self.path / MODEL_FILE).read_bytes()
+            self.session = _make_session(data, [CPU], self.path / MODEL_FILE)
+            self._bytes = None
             outputs = self.session.run(names, {spec.input_name: batch})
         scores = np.asarray(outputs[0], np.float32)
         features = np.asarray(outputs[1], np.float32) if len(outputs) > 1 else None
