@@ -1,1 +1,1 @@
-"""The PySide6 viewer: presents what leukview.core computes."""
+"""LeukView's PySide6 viewer. Start it with :func:`leukview.gui.app.main`."""

@@ -1,0 +1,136 @@
+"""Start the viewer: ``leukview [IMAGE] [--screenshot OUT.png] [--models-dir DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+SCREENSHOT_SIZE = (1440, 900)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leukview",
+        description="Open the LeukView viewer (on IMAGE when given).",
+    )
+    parser.add_argument("image", nargs="?", help="image (or <image>.leukview.json session) to open")
+    parser.add_argument(
+        "--screenshot",
+        metavar="OUT.png",
+        help="open the window, analyse IMAGE (the bundled sample by default), save the window as a PNG and exit",
+    )
+    parser.add_argument("--models-dir", metavar="DIR", help="folder of installed models (default: the shipped models/)")
+    parser.add_argument(
+        "--size",
+        default=f"{SCREENSHOT_SIZE[0]}x{SCREENSHOT_SIZE[1]}",
+        metavar="WxH",
+        help="window size for --screenshot (default: %(default)s; at least 1280x800)",
+    )
+    return parser
+
+
+def _application():
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0] if sys.argv else "leukview"])
+    app.setApplicationName("LeukView")
+    app.setOrganizationName("LeukView")
+    app.setApplicationDisplayName("LeukView")
+    from leukview import __version__
+
+    app.setApplicationVersion(__version__)
+    return app
+
+
+def _parse_size(text: str) -> tuple[int, int] | None:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        return None
+    return (w, h) if w >= 1280 and h >= 800 else None
+
+
+def take_screenshot(window, out: Path, image: Path, size: tuple[int, int]) -> int:  # noqa: ANN001
+    """Open, analyse, render the window to ``out``; 0 on success."""
+    from PySide6.QtWidgets import QApplication
+
+    window.resize(*size)
+    window.show()
+    QApplication.processEvents()
+    if not window.open_image(image, analyse=True):
+        return 1
+    if not window.wait_for_analysis(300000):
+        print("leukview: the analysis did not finish in time", file=sys.stderr)
+        return 1
+    if window.session is None:
+        return 1
+    QApplication.processEvents()
+    window.view.fit()
+    if window.selected is not None:
+        window.select_cell(window.selected, centre=False)
+    for _ in range(5):
+        QApplication.processEvents()
+    pixmap = window.grab()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not pixmap.save(str(out), "PNG"):
+        print(f"leukview: cannot write {out}", file=sys.stderr)
+        return 1
+    print(f"leukview: screenshot {out} ({pixmap.width()}x{pixmap.height()})")
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the viewer; returns the process exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        Arguments after the program name: ``[IMAGE] [--screenshot OUT.png]
+        [--models-dir DIR] [--size WxH]``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+    if args.models_dir and not Path(args.models_dir).is_dir():
+        print(f"leukview: error: models folder not found: {args.models_dir}", file=sys.stderr)
+        return 2
+    size = _parse_size(args.size)
+    if size is None:
+        print("leukview: error: --size must be WxH, at least 1280x800", file=sys.stderr)
+        return 2
+
+    app = _application()
+    from .mainwindow import MainWindow, default_sample
+    from .settings import AppSettings
+
+    if args.screenshot:
+        from PySide6.QtCore import QSettings
+
+        # a screenshot must not depend on, nor change, the user's settings and sessions
+        store = QSettings(os.devnull, QSettings.Format.IniFormat)
+        window = MainWindow(AppSettings(store), args.models_dir, read_only=True, interactive=False)
+        try:
+            image = Path(args.image) if args.image else default_sample()
+            return take_screenshot(window, Path(args.screenshot), image, size)
+        finally:
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+
+    window = MainWindow(AppSettings(), args.models_dir)
+    window.restore_layout()
+    window.show()
+    if args.image:
+        window.open_image(args.image)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,368 @@
+"""Cell overlays on the slide: contours by class, labels, class-activation heatmaps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QPolygonF,
+)
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
+
+from leukview.core.analysis import ModelRun
+from leukview.core.cells import Cell
+from leukview.core.export import cell_call, is_flagged
+
+from .cellinfo import FLAG_COLOUR, KIND_COLOURS, call_text, class_colour, tooltip_html
+from .tiles import to_qimage_rgba
+
+Z_CELL, Z_WBC, Z_HEAT, Z_LABEL, Z_SELECTION, Z_PREVIEW = 1, 2, 3, 5, 6, 7
+HEAT_SIZE = 96
+HEAT_MODES = ("off", "selected", "all")
+
+
+def contour_path(contour: np.ndarray) -> QPainterPath:
+    """A closed path through an (N, 2) xy contour (pixel centres)."""
+    path = QPainterPath()
+    points = np.asarray(contour, np.float64).reshape(-1, 2) + 0.5
+    if len(points) >= 2:
+        path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in points]))
+        path.closeSubpath()
+    return path
+
+
+def heat_rgba(cam: np.ndarray, size: int = HEAT_SIZE) -> np.ndarray:
+    """A class-activation map as a straight-alpha RGBA image (jet colours, alpha grows with heat).
+
+    Parameters
+    ----------
+    cam : ndarray of float, shape (h, w)
+        Values in [0, 1].
+    size : int
+        Side of the returned image.
+
+    Returns
+    -------
+    rgba : ndarray of uint8, shape (size, size, 4)
+    """
+    heat = cv2.resize(np.asarray(cam, np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    heat = np.clip(np.nan_to_num(heat), 0.0, 1.0)
+    colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    rgba = np.empty((size, size, 4), np.uint8)
+    rgba[..., :3] = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
+    # cold areas stay see-through, so the cell itself remains visible under the map
+    rgba[..., 3] = np.round(np.clip(heat * 1.25, 0.0, 1.0) * 235).astype(np.uint8)
+    return rgba
+
+
+class LabelItem(QGraphicsItem):
+    """A readable tag (white on dark, class-coloured stripe) that keeps its screen size."""
+
+    def __init__(self, parent: QGraphicsItem | None = None) -> None:
+        super().__init__(parent)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.setZValue(Z_LABEL)
+        self._text = ""
+        self._colour = QColor("white")
+        self._flagged = False
+        self._font = QFont()
+        self._font.setPointSizeF(9.0)
+        self._font.setBold(True)
+        self._rect = QRectF()
+
+    def set_content(self, text: str, colour: QColor, flagged: bool) -> None:
+        self.prepareGeometryChange()
+        self._text, self._colour, self._flagged = text, colour, flagged
+        metrics = QFontMetricsF(self._font)
+        self._rect = QRectF(0, -metrics.height() - 4, metrics.horizontalAdvance(text) + 14, metrics.height() + 4)
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self._rect.adjusted(-1, -1, 1, 1)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(QPen(QColor(FLAG_COLOUR), 1.5) if self._flagged else Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(15, 15, 20, 200))
+        painter.drawRoundedRect(self._rect, 3, 3)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(self._colour)
+        painter.drawRect(QRectF(self._rect.left() + 2, self._rect.top() + 3, 4, self._rect.height() - 6))
+        painter.setFont(self._font)
+        painter.setPen(QColor(FLAG_COLOUR) if self._flagged else QColor("white"))
+        painter.drawText(self._rect.adjusted(10, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, self._text)
+
+
+class CellItem(QGraphicsPathItem):
+    """One cell's contour; carries the cell id for hit tests."""
+
+    def __init__(self, cell: Cell) -> None:
+        super().__init__(contour_path(cell.contour))
+        self.cell_id = cell.id
+        self.kind = cell.kind
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.setZValue(Z_WBC if cell.kind == "wbc" else Z_CELL)
+        self.label_item: LabelItem | None = None
+        self.nucleus_item: QGraphicsPathItem | None = None
+        if cell.nucleus_contour is not None and len(cell.nucleus_contour) >= 3:
+            self.nucleus_item = QGraphicsPathItem(contour_path(cell.nucleus_contour), self)
+            pen = QPen(QColor(255, 255, 255, 170), 1.0, Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            self.nucleus_item.setPen(pen)
+            self.nucleus_item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+            self.nucleus_item.setVisible(False)
+
+
+@dataclass
+class OverlayOptions:
+    """What the overlays show (the Layers panel edits these)."""
+
+    wbc: bool = True
+    rbc: bool = True
+    platelets: bool = True
+    labels: bool = True
+    nuclei: bool = False
+    heat_mode: str = "selected"
+    heat_opacity: float = 0.6
+    heat_model: str | None = None  # None: the model behind each cell's call
+    hidden_classes: set[str] = field(default_factory=set)
+
+
+class CellOverlay:
+    """All overlay items of one image, kept in step with the cells and the options."""
+
+    def __init__(self, scene: QGraphicsScene) -> None:
+        self.scene = scene
+        self.options = OverlayOptions()
+        self.cells: dict[int, Cell] = {}
+        self.models: list[ModelRun] = []
+        self.threshold = 0.7
+        self.pixel_size_um: float | None = None
+        self.selected: int | None = None
+        self._items: dict[int, CellItem] = {}
+        self._heat: dict[tuple[int, str], QGraphicsPixmapItem] = {}
+        self._selection = QGraphicsPathItem()
+        pen = QPen(QColor(255, 255, 255), 3.0)
+        pen.setCosmetic(True)
+        self._selection.setPen(pen)
+        self._selection.setZValue(Z_SELECTION)
+        self._selection.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self._selection.setVisible(False)
+        scene.addItem(self._selection)
+        self._preview: list[QGraphicsPathItem] = []
+
+    # -- building -----------------------------------------------------------
+
+    def clear(self) -> None:
+        for item in self._items.values():
+            if item.label_item is not None:
+                self.scene.removeItem(item.label_item)
+            self.scene.removeItem(item)
+        for item in self._heat.values():
+            self.scene.removeItem(item)
+        self._items.clear()
+        self._heat.clear()
+        self.cells.clear()
+        self.selected = None
+        self._selection.setVisible(False)
+        self.clear_preview()
+
+    def set_cells(self, cells: Sequence[Cell], models: Sequence[ModelRun]) -> None:
+        self.clear()
+        self.models = list(models)
+        for cell in cells:
+            if len(cell.contour) < 3:
+                continue
+            self.cells[cell.id] = cell
+            item = CellItem(cell)
+            self.scene.addItem(item)
+            self._items[cell.id] = item
+            if cell.kind == "wbc" or cell.review.label is not None:
+                label = LabelItem()
+                label.setPos(QPointF(cell.bbox[0], cell.bbox[1]))
+                self.scene.addItem(label)
+                item.label_item = label
+            self.refresh_cell(cell.id)
+        self.apply_options()
+
+    def refresh_cell(self, cell_id: int) -> None:
+        """Colour, label and tooltip of one cell after its call changed."""
+        item = self._items.get(cell_id)
+        cell = self.cells.get(cell_id)
+        if item is None or cell is None:
+            return
+        call = cell_call(cell, self.models)
+        flagged = is_flagged(cell, self.models, self.threshold)
+        if cell.kind == "wbc" or call.reviewed:
+            colour = class_colour(call.label)
+            pen = QPen(colour, 2.5 if call.reviewed else 2.0)
+            if flagged:
+                pen.setStyle(Qt.PenStyle.DashLine)
+        else:
+            pen = QPen(KIND_COLOURS.get(cell.kind, QColor("white")), 1.0)
+        pen.setCosmetic(True)
+        item.setPen(pen)
+        item.setToolTip(tooltip_html(cell, self.models, self.threshold, self.pixel_size_um))
+        if item.label_item is None and call.reviewed:
+            item.label_item = LabelItem()
+            item.label_item.setPos(QPointF(cell.bbox[0], cell.bbox[1]))
+            self.scene.addItem(item.label_item)
+        if item.label_item is not None:
+            item.label_item.set_content(call_text(cell, self.models, self.threshold), class_colour(call.label), flagged)
+            item.label_item.setToolTip(item.toolTip())
+        self._apply_item(item)
+        if self.selected == cell_id:
+            self._update_heat()
+
+    def refresh_all(self) -> None:
+        for cell_id in self._items:
+            self.refresh_cell(cell_id)
+        self._update_heat()
+
+    # -- visibility ---------------------------------------------------------
+
+    def _class_of(self, cell: Cell) -> str | None:
+        return cell_call(cell, self.models).label
+
+    def _apply_item(self, item: CellItem) -> None:
+        cell = self.cells[item.cell_id]
+        opts = self.options
+        if cell.kind == "wbc" or cell.review.label is not None:
+            visible = opts.wbc and (self._class_of(cell) or "unclassified") not in opts.hidden_classes
+        elif cell.kind == "rbc":
+            visible = opts.rbc
+        else:
+            visible = opts.platelets
+        item.setVisible(visible)
+        if item.nucleus_item is not None:
+            item.nucleus_item.setVisible(opts.nuclei)
+        if item.label_item is not None:
+            item.label_item.setVisible(visible and opts.labels)
+
+    def apply_options(self) -> None:
+        for item in self._items.values():
+            self._apply_item(item)
+        self._update_heat()
+
+    # -- selection and heatmaps ---------------------------------------------
+
+    def select(self, cell_id: int | None) -> None:
+        self.selected = cell_id if cell_id in self._items else None
+        if self.selected is None:
+            self._selection.setVisible(False)
+        else:
+            self._selection.setPath(self._items[self.selected].path())
+            self._selection.setVisible(True)
+        self._update_heat()
+
+    def heat_model_for(self, cell: Cell) -> str | None:
+        """The model whose map explains this cell: the chosen one, else the one behind its call."""
+        if self.options.heat_model:
+            return self.options.heat_model if self.options.heat_model in cell.predictions else None
+        call = cell_call(cell, self.models)
+        if call.model:
+            return call.model
+        # reviewed or unclassified: the first model with a map
+        return next((name for name, p in cell.predictions.items() if p.cam is not None), None)
+
+    def _heat_item(self, cell: Cell, model: str) -> QGraphicsPixmapItem | None:
+        key = (cell.id, model)
+        if key in self._heat:
+            return self._heat[key]
+        pred = cell.predictions.get(model)
+        if pred is None or pred.cam is None or pred.cam_box is None:
+            return None
+        x0, y0, x1, y1 = pred.cam_box
+        item = QGraphicsPixmapItem(QPixmap.fromImage(to_qimage_rgba(heat_rgba(pred.cam))))
+        item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        item.setPos(QPointF(x0, y0))
+        item.setScale((x1 - x0) / HEAT_SIZE)
+        item.setZValue(Z_HEAT)
+        item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.scene.addItem(item)
+        self._heat[key] = item
+        return item
+
+    def _update_heat(self) -> None:
+        wanted: set[tuple[int, str]] = set()
+        mode = self.options.heat_mode
+        if mode == "all":
+            targets = [c for c in self.cells.values() if self._items[c.id].isVisible()]
+        elif mode == "selected" and self.selected is not None:
+            targets = [self.cells[self.selected]]
+        else:
+            targets = []
+        for cell in targets:
+            model = self.heat_model_for(cell)
+            if model is not None and self._heat_item(cell, model) is not None:
+                wanted.add((cell.id, model))
+        for key, item in self._heat.items():
+            item.setVisible(key in wanted)
+            item.setOpacity(self.options.heat_opacity)
+
+    def has_heatmaps(self) -> bool:
+        return any(p.cam is not None for c in self.cells.values() for p in c.predictions.values())
+
+    # -- hit tests ----------------------------------------------------------
+
+    def cell_at(self, point: QPointF) -> int | None:
+        """The visible cell under a scene point (white cells win over red cells)."""
+        best: CellItem | None = None
+        for item in self.scene.items(point):
+            if (
+                isinstance(item, CellItem)
+                and item.isVisible()
+                and item.path().contains(point)
+                and (best is None or item.zValue() > best.zValue())
+            ):
+                best = item
+        return None if best is None else best.cell_id
+
+    def item(self, cell_id: int) -> CellItem | None:
+        return self._items.get(cell_id)
+
+    # -- segmentation preview -----------------------------------------------
+
+    def clear_preview(self) -> None:
+        for item in self._preview:
+            self.scene.removeItem(item)
+        self._preview = []
+
+    def set_preview(self, cells: Sequence[Cell]) -> None:
+        """Dashed contours of a trial segmentation (settings' live preview)."""
+        self.clear_preview()
+        for cell in cells:
+            if len(cell.contour) < 3:
+                continue
+            item = QGraphicsPathItem(contour_path(cell.contour))
+            colour = {"wbc": QColor(0, 255, 255), "rbc": QColor(255, 255, 255, 200)}.get(
+                cell.kind, QColor(255, 0, 255)
+            )
+            pen = QPen(colour, 2.0 if cell.kind == "wbc" else 1.2, Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            item.setPen(pen)
+            item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+            item.setZValue(Z_PREVIEW)
+            item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+            self.scene.addItem(item)
+            self._preview.append(item)

@@ -1,0 +1,646 @@
+"""The review panel: cell table (sort, filter), gallery by class, keys, progress."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from leukview.core.analysis import ModelRun
+from leukview.core.cells import Cell
+from leukview.core.export import cell_call, is_flagged, min_confidence, review_cells, review_order
+
+from .cellinfo import (
+    FLAG_COLOUR,
+    MEASURES,
+    class_colour,
+    measure_text,
+    measure_value,
+    pretty,
+    tooltip_html,
+)
+from .tiles import to_qimage
+
+SORT_ROLE = Qt.ItemDataRole.UserRole
+CELL_ID_ROLE = Qt.ItemDataRole.UserRole + 1
+THUMB = 84
+
+FIXED_COLUMNS = ("Review", "ID", "Class", "Confidence", "Kind")
+FILTER_KEYS = {
+    "id": "id",
+    "conf": "confidence",
+    "confidence": "confidence",
+    "area": "area",
+    "diameter": "equivalent_diameter",
+    "diam": "equivalent_diameter",
+    "circ": "circularity",
+    "circularity": "circularity",
+    "nc": "nc_ratio",
+    "n:c": "nc_ratio",
+    "lobes": "lobe_count",
+}
+OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "=": operator.eq}
+TERM = re.compile(r"^([a-z:]+)\s*(<=|>=|<|>|=)\s*([-+0-9.eE]+)$")
+
+
+class CellTableModel(QAbstractTableModel):
+    """Review cells as rows; sort keys in SORT_ROLE, the cell id in CELL_ID_ROLE."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cells: list[Cell] = []
+        self.models: list[ModelRun] = []
+        self.threshold = 0.7
+        self.pixel_size_um: float | None = None
+        self._rank: dict[int, int] = {}
+        self._row: dict[int, int] = {}
+
+    def set_cells(self, cells: Sequence[Cell], models: Sequence[ModelRun], threshold: float) -> None:
+        self.beginResetModel()
+        self.models = list(models)
+        self.threshold = threshold
+        self.cells = review_cells(cells)
+        self._rank = {c.id: i for i, c in enumerate(review_order(self.cells, self.models, threshold))}
+        self._row = {c.id: i for i, c in enumerate(self.cells)}
+        self.endResetModel()
+
+    def rank(self, cell_id: int) -> int:
+        """Place of a cell in the review order (flagged and least confident first)."""
+        return self._rank.get(cell_id, len(self._rank))
+
+    def row_of(self, cell_id: int) -> int | None:
+        return self._row.get(cell_id)
+
+    def refresh_cell(self, cell_id: int) -> None:
+        row = self._row.get(cell_id)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, 0), self.index(row, self.columnCount() - 1))
+
+    def refresh_all(self) -> None:
+        if self.cells:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.cells) - 1, self.columnCount() - 1))
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, self.columnCount() - 1)
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex | None = None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(self.cells)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex | None = None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(FIXED_COLUMNS) + len(MEASURES)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if orientation != Qt.Orientation.Horizontal or role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if section < len(FIXED_COLUMNS):
+            return FIXED_COLUMNS[section]
+        key, title = MEASURES[section - len(FIXED_COLUMNS)]
+        if key in ("area", "nucleus_area"):
+            return f"{title} ({'µm²' if self.pixel_size_um else 'px²'})"
+        if key == "equivalent_diameter":
+            return f"{title} ({'µm' if self.pixel_size_um else 'px'})"
+        return title
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        cell = self.cells[index.row()]
+        col = index.column()
+        if role == CELL_ID_ROLE:
+            return cell.id
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return tooltip_html(cell, self.models, self.threshold, self.pixel_size_um)
+        flagged = is_flagged(cell, self.models, self.threshold)
+        if role == Qt.ItemDataRole.BackgroundRole and flagged:
+            return QBrush(QColor(255, 179, 0, 45))
+        call = cell_call(cell, self.models)
+        if col == 0:
+            if role == Qt.ItemDataRole.DisplayRole:
+                return "✓ reviewed" if call.reviewed else ("⚑ check" if flagged else "")
+            if role == SORT_ROLE:
+                return self.rank(cell.id)
+            if role == Qt.ItemDataRole.ForegroundRole and flagged:
+                return QBrush(QColor("#B26A00"))
+        elif col == 1:
+            if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+                return cell.id
+        elif col == 2:
+            if role == Qt.ItemDataRole.DisplayRole:
+                return pretty(call.label)
+            if role == SORT_ROLE:
+                return call.label or "~"
+            if role == Qt.ItemDataRole.DecorationRole:
+                return class_colour(call.label)
+            if role == Qt.ItemDataRole.FontRole and call.reviewed:
+                font = QFont()
+                font.setBold(True)
+                return font
+        elif col == 3:
+            lowest = min_confidence(cell, self.models)
+            if role == Qt.ItemDataRole.DisplayRole:
+                if call.reviewed:
+                    return "reviewer"
+                return "" if call.confidence is None else f"{call.confidence:.0%}"
+            if role == SORT_ROLE:
+                return 2.0 if call.reviewed else (call.confidence if call.confidence is not None else -1.0)
+            if role == Qt.ItemDataRole.ToolTipRole and lowest is not None:
+                return f"lowest model confidence {lowest:.0%}"
+        elif col == 4:
+            if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+                return cell.kind
+        else:
+            key = MEASURES[col - len(FIXED_COLUMNS)][0]
+            if role == Qt.ItemDataRole.DisplayRole:
+                return measure_text(cell, key, self.pixel_size_um)
+            if role == SORT_ROLE:
+                value = measure_value(cell, key, self.pixel_size_um)
+                return -1.0 if value is None else value
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+def parse_filter(text: str) -> tuple[list[tuple[str, Callable[[float, float], bool], float]], list[str]]:
+    """Split a filter into numeric terms (``area>300``, ``conf<0.8``) and plain words.
+
+    Returns
+    -------
+    terms : list of (measure key, comparison, value)
+    words : list of str
+        Lower-case words matched against the class name and the id.
+    """
+    terms, words = [], []
+    for token in re.findall(r"[a-z:]+\s*(?:<=|>=|<|>|=)\s*[-+0-9.eE]+|\S+", text.lower()):
+        match = TERM.match(token)
+        if match and match.group(1) in FILTER_KEYS:
+            try:
+                terms.append((FILTER_KEYS[match.group(1)], OPS[match.group(2)], float(match.group(3))))
+                continue
+            except ValueError:
+                pass
+        words.append(token)
+    return terms, words
+
+
+class CellFilterProxy(QSortFilterProxyModel):
+    """Filters by class, flagged, unreviewed and a text of terms (see :func:`parse_filter`)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(False)  # rows must not jump while the reviewer works
+        self.class_name: str | None = None  # None: all; "" : unclassified
+        self.flagged_only = False
+        self.unreviewed_only = False
+        self.terms: list[tuple[str, Callable[[float, float], bool], float]] = []
+        self.words: list[str] = []
+
+    def set_text(self, text: str) -> None:
+        self.terms, self.words = parse_filter(text)
+        self.refilter()
+
+    def refilter(self) -> None:
+        """Re-run the filter (Qt >= 6.9 names it begin/endFilterChange)."""
+        if hasattr(self, "beginFilterChange"):
+            self.beginFilterChange()
+            self.endFilterChange()
+        else:
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        model: CellTableModel = self.sourceModel()  # type: ignore[assignment]
+        cell = model.cells[row]
+        call = cell_call(cell, model.models)
+        if self.class_name is not None and (call.label or "") != self.class_name:
+            return False
+        if self.unreviewed_only and cell.review.reviewed:
+            return False
+        if self.flagged_only and not is_flagged(cell, model.models, model.threshold):
+            return False
+        for key, compare, value in self.terms:
+            if key == "id":
+                actual: float | None = float(cell.id)
+            elif key == "confidence":
+                actual = call.confidence if call.confidence is not None else min_confidence(cell, model.models)
+                value = value / 100.0 if value > 1.0 else value  # "conf<80" means 80 %
+            else:
+                actual = measure_value(cell, key, model.pixel_size_um)
+            if actual is None or not compare(actual, value):
+                return False
+        label = pretty(call.label).lower()
+        return all(word in label or word == str(cell.id) for word in self.words)
+
+
+def thumbnail_pixmap(crop: np.ndarray, colour: QColor, flagged: bool, reviewed: bool) -> QPixmap:
+    """A cell crop framed in its class colour; an amber corner when flagged, a tick when reviewed."""
+    pixmap = QPixmap.fromImage(to_qimage(crop)).scaled(
+        THUMB, THUMB, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    painter.setPen(QPen(colour, 5))
+    painter.drawRect(2, 2, THUMB - 5, THUMB - 5)
+    if flagged:
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(FLAG_COLOUR))
+        painter.drawEllipse(THUMB - 20, 4, 15, 15)
+        painter.setPen(QColor("black"))
+        painter.drawText(THUMB - 20, 4, 15, 15, Qt.AlignmentFlag.AlignCenter, "?")
+    if reviewed:
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(255, 255, 255, 230))
+        painter.drawEllipse(THUMB - 20, 4, 15, 15)
+        painter.setPen(QPen(QColor(0, 130, 60), 2))
+        painter.drawText(THUMB - 20, 4, 15, 15, Qt.AlignmentFlag.AlignCenter, "✓")
+    painter.end()
+    return pixmap
+
+
+class Gallery(QListWidget):
+    """Cell crops grouped by class, in review order within each group."""
+
+    cell_activated = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(True)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.setSpacing(4)
+        self.setUniformItemSizes(False)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setWordWrap(False)
+        self._items: dict[int, QListWidgetItem] = {}
+        self._headers: list[QListWidgetItem] = []
+        self._crops: dict[int, np.ndarray] = {}
+        self.currentItemChanged.connect(self._current_changed)
+
+    def _current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
+        if current is not None and current.data(CELL_ID_ROLE) is not None:
+            self.cell_activated.emit(int(current.data(CELL_ID_ROLE)))
+
+    def clear_cells(self) -> None:
+        self._crops.clear()
+        self._items.clear()
+        self._headers.clear()
+        self.clear()
+
+    def rebuild(
+        self,
+        cells: Sequence[Cell],
+        models: Sequence[ModelRun],
+        threshold: float,
+        classes: Sequence[str],
+        crop: Callable[[Cell], np.ndarray | None],
+        order: Callable[[int], int],
+        selected: int | None,
+    ) -> None:
+        """Lay the crops out again (after an analysis or a reclassification)."""
+        self.blockSignals(True)
+        self.clear()
+        self._items.clear()
+        self._headers.clear()
+        groups: dict[str | None, list[Cell]] = {}
+        for cell in cells:
+            groups.setdefault(cell_call(cell, models).label, []).append(cell)
+        names = [c for c in classes if c in groups] + [c for c in groups if c not in classes and c is not None]
+        if None in groups:
+            names.append(None)  # type: ignore[arg-type]
+        header_font = QFont()
+        header_font.setBold(True)
+        for name in names:
+            members = sorted(groups[name], key=lambda c: order(c.id))
+            header = QListWidgetItem(f"{pretty(name).capitalize()}  ({len(members)})")
+            header.setFlags(Qt.ItemFlag.NoItemFlags)
+            header.setFont(header_font)
+            header.setForeground(QBrush(class_colour(name).darker(130) if name else QColor("gray")))
+            header.setSizeHint(QSize(max(200, self.viewport().width() - 12), 26))
+            self.addItem(header)
+            self._headers.append(header)
+            for cell in members:
+                if cell.id not in self._crops:
+                    array = crop(cell)
+                    if array is None:
+                        continue
+                    self._crops[cell.id] = array
+                call = cell_call(cell, models)
+                flagged = is_flagged(cell, models, threshold)
+                icon = QIcon(thumbnail_pixmap(self._crops[cell.id], class_colour(call.label), flagged, call.reviewed))
+                text = f"{cell.id}" + (" ✓" if call.reviewed else f" {call.confidence:.0%}" if call.confidence else "")
+                item = QListWidgetItem(icon, text)
+                item.setData(CELL_ID_ROLE, cell.id)
+                item.setToolTip(tooltip_html(cell, models, threshold, None))
+                item.setSizeHint(QSize(THUMB + 10, THUMB + 24))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
+                self.addItem(item)
+                self._items[cell.id] = item
+        self.blockSignals(False)
+        self.select_cell(selected)
+
+    def select_cell(self, cell_id: int | None) -> None:
+        item = self._items.get(cell_id) if cell_id is not None else None
+        self.blockSignals(True)
+        if item is None:
+            self.clearSelection()
+        else:
+            self.setCurrentItem(item, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.scrollToItem(item)
+        self.blockSignals(False)
+
+    def resizeEvent(self, event) -> None:  # noqa: ANN001
+        super().resizeEvent(event)
+        width = max(200, self.viewport().width() - 12)
+        for header in self._headers:
+            header.setSizeHint(QSize(width, 26))
+
+
+class ReviewPanel(QWidget):
+    """Keys legend, progress, filters, and the table and gallery of review cells."""
+
+    cell_selected = Signal(int)
+    next_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = CellTableModel(self)
+        self.proxy = CellFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.crop: Callable[[Cell], np.ndarray | None] = lambda cell: None
+        self.classes: list[str] = []
+        self._all_cells: list[Cell] = []
+        self._selected: int | None = None
+
+        self.keys = QLabel()
+        self.keys.setWordWrap(True)
+        self.keys.setTextFormat(Qt.TextFormat.RichText)
+        self.keys.setObjectName("keysLegend")
+
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v of %m reviewed")
+        self.progress.setTextVisible(True)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.next_button = QPushButton("Next cell (N)")
+        self.next_button.setToolTip("Go to the next unreviewed cell in review order (N or Space)")
+        self.next_button.clicked.connect(self.next_requested)
+        self.next_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.next_button)
+
+        self.class_filter = QComboBox()
+        self.class_filter.setToolTip("Show one class only")
+        self.class_filter.currentIndexChanged.connect(self._class_filter_changed)
+        self.flagged_box = QCheckBox("Low confidence")
+        self.flagged_box.setToolTip("Only cells a model classified with low confidence, not yet reviewed")
+        self.flagged_box.toggled.connect(self._flags_changed)
+        self.unreviewed_box = QCheckBox("Unreviewed")
+        self.unreviewed_box.toggled.connect(self._flags_changed)
+        self.text_filter = QLineEdit()
+        self.text_filter.setPlaceholderText("Filter: class name, or e.g. area>300 conf<0.8 lobes>=3")
+        self.text_filter.setClearButtonEnabled(True)
+        self.text_filter.textChanged.connect(self._text_changed)
+        filter_row = QHBoxLayout()
+        filter_row.addWidget(self.class_filter)
+        filter_row.addWidget(self.flagged_box)
+        filter_row.addWidget(self.unreviewed_box)
+
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.selectionModel().currentRowChanged.connect(self._table_current)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+
+        self.gallery = Gallery()
+        self.gallery.cell_activated.connect(self._gallery_current)
+        self.gallery.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.gallery, "Gallery")
+        self.tabs.addTab(self.table, "Table")
+        self.tabs.currentChanged.connect(lambda _: self._rebuild_gallery_if_visible())
+        self._gallery_stale = True
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.keys)
+        layout.addLayout(progress_row)
+        layout.addLayout(filter_row)
+        layout.addWidget(self.text_filter)
+        layout.addWidget(self.tabs, 1)
+        self.set_classes([])
+
+    # -- content ------------------------------------------------------------
+
+    def set_classes(self, classes: Sequence[str]) -> None:
+        """Classes and their number keys (1-9 the first nine, 0 the last: artefact)."""
+        self.classes = list(classes)
+        self.class_filter.blockSignals(True)
+        current = self.class_filter.currentData()
+        self.class_filter.clear()
+        self.class_filter.addItem("All classes", None)
+        for name in self.classes:
+            self.class_filter.addItem(pretty(name), name)
+        self.class_filter.addItem("Unclassified", "")
+        index = self.class_filter.findData(current)
+        self.class_filter.setCurrentIndex(max(0, index))
+        self.class_filter.blockSignals(False)
+        self.keys.setText(legend_html(self.classes))
+
+    def set_cells(self, cells: Sequence[Cell], models: Sequence[ModelRun], threshold: float) -> None:
+        self._all_cells = list(cells)
+        self.model.set_cells(cells, models, threshold)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.gallery.clear_cells()
+        self._gallery_stale = True
+        self._rebuild_gallery_if_visible()
+        self.update_progress()
+
+    def set_pixel_size(self, pixel_size_um: float | None) -> None:
+        self.model.pixel_size_um = pixel_size_um
+        self.model.refresh_all()
+
+    def refresh_cell(self, cell_id: int) -> None:
+        self.model.refresh_cell(cell_id)
+        self._gallery_stale = True
+        self._rebuild_gallery_if_visible()
+        self.update_progress()
+
+    def refresh_all(self) -> None:
+        self.model.refresh_all()
+        self._gallery_stale = True
+        self._rebuild_gallery_if_visible()
+        self.update_progress()
+
+    def resort(self) -> None:
+        """Recompute the review order (after the threshold changed) and sort by it."""
+        self.model.set_cells(self._all_cells, self.model.models, self.model.threshold)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.proxy.sort(0, Qt.SortOrder.AscendingOrder)
+        self.select_cell(self._selected)
+        self._gallery_stale = True
+        self._rebuild_gallery_if_visible()
+
+    def _rebuild_gallery_if_visible(self) -> None:
+        if not self._gallery_stale or self.tabs.currentWidget() is not self.gallery:
+            return
+        self._gallery_stale = False
+        visible = [self.model.cells[self.proxy.mapToSource(self.proxy.index(r, 0)).row()] for r in range(self.proxy.rowCount())]
+        self.gallery.rebuild(
+            visible,
+            self.model.models,
+            self.model.threshold,
+            self.classes,
+            self.crop,
+            self.model.rank,
+            self._selected,
+        )
+
+    def update_progress(self) -> None:
+        total = len(self.model.cells)
+        done = sum(1 for c in self.model.cells if c.review.reviewed)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{done} of {total} reviewed" if total else "no white cells to review")
+
+    # -- selection ----------------------------------------------------------
+
+    def visible_order(self) -> list[int]:
+        """Cell ids in the table's current order and filter."""
+        ids = []
+        for row in range(self.proxy.rowCount()):
+            ids.append(int(self.proxy.index(row, 0).data(CELL_ID_ROLE)))
+        return ids
+
+    def select_cell(self, cell_id: int | None) -> None:
+        """Show a cell as selected without emitting :attr:`cell_selected`."""
+        self._selected = cell_id
+        self.table.selectionModel().blockSignals(True)
+        row = self.model.row_of(cell_id) if cell_id is not None else None
+        if row is None:
+            self.table.clearSelection()
+        else:
+            index = self.proxy.mapFromSource(self.model.index(row, 0))
+            if index.isValid():
+                self.table.selectionModel().setCurrentIndex(
+                    index,
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+                )
+                self.table.scrollTo(index)
+            else:
+                self.table.clearSelection()
+        self.table.selectionModel().blockSignals(False)
+        self.table.viewport().update()
+        self.gallery.select_cell(cell_id)
+
+    def _table_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            cell_id = int(current.data(CELL_ID_ROLE))
+            self._selected = cell_id
+            self.gallery.select_cell(cell_id)
+            self.cell_selected.emit(cell_id)
+
+    def _gallery_current(self, cell_id: int) -> None:
+        self._selected = cell_id
+        self.select_cell(cell_id)
+        self.cell_selected.emit(cell_id)
+
+    # -- filters ------------------------------------------------------------
+
+    def _class_filter_changed(self, _index: int) -> None:
+        self.proxy.class_name = self.class_filter.currentData()
+        self._refilter()
+
+    def _flags_changed(self) -> None:
+        self.proxy.flagged_only = self.flagged_box.isChecked()
+        self.proxy.unreviewed_only = self.unreviewed_box.isChecked()
+        self._refilter()
+
+    def _text_changed(self, text: str) -> None:
+        self.proxy.set_text(text)
+        self._refilter()
+
+    def _refilter(self) -> None:
+        self.proxy.refilter()
+        self.proxy.sort(self.proxy.sortColumn(), self.proxy.sortOrder())
+        self._gallery_stale = True
+        self._rebuild_gallery_if_visible()
+        self.select_cell(self._selected)
+
+
+def key_for(index: int, count: int) -> str | None:
+    """Number key of the class at ``index`` of ``count``: 1-9, and 0 for the last (artefact)."""
+    if index == count - 1:
+        return "0"
+    if index < 9:
+        return str(index + 1)
+    return None
+
+
+def legend_html(classes: Sequence[str]) -> str:
+    """The on-screen list of review keys."""
+    cap = (
+        "<span style='background:#e8e8e8;color:#111;border:1px solid #999;"
+        "font-family:monospace;font-weight:bold'>&nbsp;{}&nbsp;</span>"
+    )
+    parts = []
+    for index, name in enumerate(classes):
+        key = key_for(index, len(classes))
+        colour = class_colour(name).name()
+        label = f"<span style='color:{colour}'>■</span>&nbsp;{pretty(name)}"
+        parts.append((cap.format(key) + "&nbsp;" if key else "") + label)
+    actions = [
+        ("Enter", "accept"),
+        ("N", "next"),
+        ("P", "previous"),
+        ("Backspace", "clear"),
+        ("Ctrl+Z", "undo"),
+    ]
+    parts_actions = [cap.format(k) + "&nbsp;" + v for k, v in actions]
+    return (
+        "<b>Classify the selected cell:</b><br>"
+        + " &nbsp; ".join(parts)
+        + "<br>"
+        + " &nbsp; ".join(parts_actions)
+    )

@@ -1,0 +1,373 @@
+"""Per-user settings (QSettings) and the settings dialog with a live segmentation preview."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .worker import InstalledModel
+
+MAX_RECENT = 10
+
+
+class AppSettings:
+    """Typed access to the user's persistent settings."""
+
+    def __init__(self, store: QSettings | None = None) -> None:
+        self.store = store if store is not None else QSettings("LeukView", "LeukView")
+
+    def _get(self, key: str, default: Any, kind: type) -> Any:
+        value = self.store.value(key, default)
+        try:
+            if kind is bool:
+                return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            return kind(value)
+        except (TypeError, ValueError):
+            return default
+
+    @property
+    def model_names(self) -> list[str]:
+        """Chosen models; empty means every installed model."""
+        raw = self.store.value("models/enabled", "[]")
+        try:
+            names = json.loads(raw) if isinstance(raw, str) else list(raw or [])
+        except json.JSONDecodeError:
+            names = []
+        return [str(n) for n in names]
+
+    @model_names.setter
+    def model_names(self, names: Sequence[str]) -> None:
+        self.store.setValue("models/enabled", json.dumps(list(names)))
+
+    @property
+    def segmentation(self) -> dict[str, Any]:
+        raw = self.store.value("segmentation/params", "{}")
+        try:
+            data = json.loads(raw) if isinstance(raw, str) else {}
+        except json.JSONDecodeError:
+            data = {}
+        return data if isinstance(data, dict) else {}
+
+    @segmentation.setter
+    def segmentation(self, values: dict[str, Any]) -> None:
+        self.store.setValue("segmentation/params", json.dumps(values))
+
+    @property
+    def confidence_threshold(self) -> float:
+        return min(1.0, max(0.0, self._get("review/confidence_threshold", 0.7, float)))
+
+    @confidence_threshold.setter
+    def confidence_threshold(self, value: float) -> None:
+        self.store.setValue("review/confidence_threshold", float(value))
+
+    @property
+    def target(self) -> int:
+        return self._get("review/target", 100, int)
+
+    @target.setter
+    def target(self, value: int) -> None:
+        self.store.setValue("review/target", int(value))
+
+    @property
+    def advance(self) -> bool:
+        """Go to the next cell after a classification key."""
+        return self._get("review/advance", True, bool)
+
+    @advance.setter
+    def advance(self, value: bool) -> None:
+        self.store.setValue("review/advance", bool(value))
+
+    @property
+    def autosave(self) -> bool:
+        return self._get("session/autosave", True, bool)
+
+    @autosave.setter
+    def autosave(self, value: bool) -> None:
+        self.store.setValue("session/autosave", bool(value))
+
+    @property
+    def analyse_on_open(self) -> bool:
+        return self._get("session/analyse_on_open", True, bool)
+
+    @analyse_on_open.setter
+    def analyse_on_open(self, value: bool) -> None:
+        self.store.setValue("session/analyse_on_open", bool(value))
+
+    @property
+    def recent(self) -> list[str]:
+        raw = self.store.value("files/recent", "[]")
+        try:
+            items = json.loads(raw) if isinstance(raw, str) else []
+        except json.JSONDecodeError:
+            items = []
+        return [str(p) for p in items][:MAX_RECENT]
+
+    def add_recent(self, path: str) -> None:
+        items = [path] + [p for p in self.recent if p != path]
+        self.store.setValue("files/recent", json.dumps(items[:MAX_RECENT]))
+
+    def clear_recent(self) -> None:
+        self.store.setValue("files/recent", "[]")
+
+    def sync(self) -> None:
+        self.store.sync()
+
+
+def _pretty_field(name: str) -> str:
+    text = name.replace("_", " ")
+    return text[0].upper() + text[1:]
+
+
+class SegmentationForm(QWidget):
+    """One editor per SegmentationParams field, built from the dataclass (nothing hard-coded)."""
+
+    changed = Signal()
+
+    def __init__(self, values: dict[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from leukview.core.segment import SegmentationParams
+
+        self.params_class = SegmentationParams
+        try:
+            docs = SegmentationParams.describe()
+        except Exception:  # the source may be unavailable in a frozen bundle
+            docs = {}
+        defaults = SegmentationParams()
+        layout = QFormLayout(self)
+        layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.editors: dict[str, tuple[QWidget, Callable[[], Any]]] = {}
+        for item in fields(SegmentationParams):
+            default = getattr(defaults, item.name)
+            value = values.get(item.name, default)
+            editor, getter = self._editor(item.name, default, value)
+            editor.setToolTip(docs.get(item.name, ""))
+            label = QLabel(_pretty_field(item.name))
+            label.setToolTip(docs.get(item.name, ""))
+            layout.addRow(label, editor)
+            self.editors[item.name] = (editor, getter)
+
+    def _editor(self, name: str, default: Any, value: Any) -> tuple[QWidget, Callable[[], Any]]:
+        if isinstance(default, bool):
+            box = QCheckBox()
+            box.setChecked(bool(value))
+            box.toggled.connect(self.changed)
+            return box, box.isChecked
+        if default is None:  # optional size: 0 means "estimate from the image"
+            spin = QDoubleSpinBox()
+            spin.setRange(0.0, 10000.0)
+            spin.setDecimals(1)
+            spin.setSpecialValueText("automatic")
+            spin.setValue(float(value or 0.0))
+            spin.valueChanged.connect(self.changed)
+            return spin, lambda: (spin.value() or None)
+        if isinstance(default, int):
+            spin_i = QSpinBox()
+            spin_i.setRange(0, 100000)
+            spin_i.setValue(int(value))
+            spin_i.valueChanged.connect(self.changed)
+            return spin_i, spin_i.value
+        spin_f = QDoubleSpinBox()
+        spin_f.setRange(0.0, 10000.0)
+        spin_f.setDecimals(3)
+        spin_f.setSingleStep(max(0.001, abs(float(default)) * 0.05))
+        spin_f.setValue(float(value))
+        spin_f.valueChanged.connect(self.changed)
+        return spin_f, spin_f.value
+
+    def values(self) -> dict[str, Any]:
+        return {name: getter() for name, (_, getter) in self.editors.items()}
+
+    def params(self) -> Any:
+        """The edited SegmentationParams (raises LeukViewError on an invalid mix)."""
+        return self.params_class.from_dict(self.values())
+
+    def reset(self) -> None:
+        defaults = self.params_class().to_dict()
+        for name, (editor, _) in self.editors.items():
+            value = defaults[name]
+            if isinstance(editor, QCheckBox):
+                editor.setChecked(bool(value))
+            elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                editor.setValue(value or 0)
+
+
+class SettingsDialog(QDialog):
+    """Models, confidence threshold, segmentation parameters (live preview), session options."""
+
+    preview_requested = Signal(object)  # SegmentationParams
+    preview_closed = Signal()
+
+    def __init__(self, settings: AppSettings, models: Sequence[InstalledModel], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("LeukView settings")
+        self.settings = settings
+
+        model_box = QGroupBox("Models (none ticked = every installed model)")
+        self.model_list = QListWidget()
+        self.model_list.setMaximumHeight(110)
+        chosen = set(settings.model_names)
+        for model in models:
+            if model.spec is None:
+                text = f"{model.folder}  (damaged: {model.error})"
+            else:
+                spec = model.spec
+                positive = f", flags '{spec.positive_class}'" if spec.positive_class else ""
+                text = f"{spec.name} {spec.version}: {len(spec.classes)} classes{positive}"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, model.folder)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            if model.spec is None:
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
+            item.setCheckState(Qt.CheckState.Checked if model.folder in chosen else Qt.CheckState.Unchecked)
+            self.model_list.addItem(item)
+        if not models:
+            self.model_list.addItem("No model installed: segmentation and manual review only.")
+        QVBoxLayout(model_box).addWidget(self.model_list)
+
+        review_box = QGroupBox("Review")
+        review_form = QFormLayout(review_box)
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setDecimals(2)
+        self.threshold.setValue(settings.confidence_threshold)
+        self.threshold.setToolTip("Cells a model classifies below this confidence are flagged and offered first")
+        review_form.addRow("Flag cells below confidence", self.threshold)
+        self.advance = QCheckBox("Go to the next cell after classifying")
+        self.advance.setChecked(settings.advance)
+        review_form.addRow(self.advance)
+        self.autosave = QCheckBox("Save the session automatically beside the image")
+        self.autosave.setChecked(settings.autosave)
+        review_form.addRow(self.autosave)
+        self.analyse_on_open = QCheckBox("Analyse images when they are opened")
+        self.analyse_on_open.setChecked(settings.analyse_on_open)
+        review_form.addRow(self.analyse_on_open)
+
+        seg_box = QGroupBox("Segmentation (hover a name for its meaning)")
+        self.form = SegmentationForm(settings.segmentation)
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumHeight(220)
+        self.preview_box = QCheckBox("Live preview on the image")
+        self.preview_box.setToolTip("Dashed contours show what these parameters find, as you change them")
+        self.preview_status = QLabel("")
+        self.preview_status.setWordWrap(True)
+        reset = QPushButton("Defaults")
+        reset.clicked.connect(self.form.reset)
+        row = QHBoxLayout()
+        row.addWidget(self.preview_box)
+        row.addStretch(1)
+        row.addWidget(reset)
+        seg_layout = QVBoxLayout(seg_box)
+        seg_layout.addWidget(scroll)
+        seg_layout.addLayout(row)
+        seg_layout.addWidget(self.preview_status)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(model_box)
+        layout.addWidget(review_box)
+        layout.addWidget(seg_box, 1)
+        layout.addWidget(buttons)
+        self.resize(560, 720)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(300)
+        self._timer.timeout.connect(self._emit_preview)
+        self.form.changed.connect(self._schedule_preview)
+        self.preview_box.toggled.connect(self._preview_toggled)
+
+    def _preview_toggled(self, on: bool) -> None:
+        if on:
+            self._emit_preview()
+        else:
+            self.preview_closed.emit()
+            self.preview_status.setText("")
+
+    def _schedule_preview(self) -> None:
+        if self.preview_box.isChecked():
+            self._timer.start()
+
+    def _emit_preview(self) -> None:
+        from leukview.core.errors import LeukViewError
+
+        try:
+            params = self.form.params()
+        except (LeukViewError, ValueError) as exc:
+            self.preview_status.setText(f"<span style='color:#C62828'>{exc}</span>")
+            return
+        self.preview_status.setText("previewing…")
+        self.preview_requested.emit(params)
+
+    def show_preview_result(self, counts: dict[str, int], error: str) -> None:
+        if error:
+            self.preview_status.setText(f"<span style='color:#C62828'>{error}</span>")
+        else:
+            self.preview_status.setText(
+                f"Preview: {counts.get('wbc', 0)} white cells, {counts.get('rbc', 0)} red cells, "
+                f"{counts.get('platelet', 0)} platelets (dashed on the image)"
+            )
+
+    def chosen_models(self) -> list[str]:
+        names = []
+        for row in range(self.model_list.count()):
+            item = self.model_list.item(row)
+            folder = item.data(Qt.ItemDataRole.UserRole)
+            if folder and item.checkState() == Qt.CheckState.Checked:
+                names.append(str(folder))
+        return names
+
+    def apply(self) -> dict[str, bool]:
+        """Store the dialog's values; says which groups changed."""
+        from leukview.core.errors import LeukViewError
+
+        s = self.settings
+        changed = {
+            "models": self.chosen_models() != s.model_names,
+            "threshold": abs(self.threshold.value() - s.confidence_threshold) > 1e-9,
+            "segmentation": False,
+        }
+        try:
+            seg = self.form.params().to_dict()
+        except (LeukViewError, ValueError):
+            seg = s.segmentation
+        changed["segmentation"] = seg != (s.segmentation or self.form.params_class().to_dict())
+        s.model_names = self.chosen_models()
+        s.confidence_threshold = self.threshold.value()
+        s.advance = self.advance.isChecked()
+        s.autosave = self.autosave.isChecked()
+        s.analyse_on_open = self.analyse_on_open.isChecked()
+        s.segmentation = seg
+        s.sync()
+        return changed
+
+    def done(self, result: int) -> None:
+        self._timer.stop()
+        self.preview_closed.emit()
+        super().done(result)

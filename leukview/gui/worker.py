@@ -1,0 +1,269 @@
+"""Analysis off the GUI thread: model loading, the analysis job, the segmentation preview."""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
+
+from leukview.core.analysis import Analysis, AnalysisCancelled, analyze_image
+from leukview.core.cells import Cell
+from leukview.core.errors import LeukViewError, ModelError
+from leukview.core.modelspec import ModelSpec, read_sidecar
+
+
+@dataclass
+class InstalledModel:
+    """A model found in the models folder (sidecar read, ONNX not loaded)."""
+
+    folder: str
+    spec: ModelSpec | None
+    error: str | None = None
+
+
+def installed_models(models_dir: str | os.PathLike[str] | None) -> list[InstalledModel]:
+    """Every folder with a ``model.json`` in the models folder, readable or not."""
+    from leukview.core.paths import models_dir as default_models_dir
+
+    root = Path(models_dir) if models_dir is not None else default_models_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if (p / "model.json").is_file()):
+        try:
+            found.append(InstalledModel(folder.name, read_sidecar(folder / "model.json")))
+        except ModelError as exc:
+            found.append(InstalledModel(folder.name, None, exc.reason))
+    return found
+
+
+@dataclass
+class LoadedModels:
+    classifiers: list[Any] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+class ModelCache:
+    """Loads the chosen models once (in a worker thread) and keeps them for later analyses."""
+
+    def __init__(self, models_dir: str | os.PathLike[str] | None = None) -> None:
+        self.models_dir = None if models_dir is None else os.fspath(models_dir)
+        self._key: tuple[str, ...] | None = None
+        self._loaded = LoadedModels()
+        self._lock = threading.Lock()
+
+    def load(self, names: Sequence[str] | None) -> LoadedModels:
+        """Classifiers for ``names`` (every installed model when None or empty).
+
+        A model that fails to load is left out with a notice; the others still load.
+        """
+        available = [m for m in installed_models(self.models_dir) if m.spec is not None]
+        wanted = [m.folder for m in available if not names or m.folder in names or m.spec.name in names]
+        key = tuple(wanted)
+        with self._lock:
+            if key == self._key:
+                return self._loaded
+            from leukview.core.classify import load_models
+
+            loaded = LoadedModels()
+            for model in installed_models(self.models_dir):
+                if model.spec is None and (not names or model.folder in names):
+                    loaded.notices.append(f"model '{model.folder}' skipped: {model.error}")
+            for folder in wanted:
+                try:
+                    loaded.classifiers += load_models([folder], self.models_dir)
+                except ModelError as exc:
+                    loaded.notices.append(f"model '{folder}' could not be loaded: {exc.reason}")
+            self._key, self._loaded = key, loaded
+            return loaded
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._key = None
+            self._loaded = LoadedModels()
+
+
+def offset_cells(cells: Sequence[Cell], dx: int, dy: int) -> None:
+    """Move cells found in a region to the coordinates of the whole image (in place)."""
+    if not dx and not dy:
+        return
+    shift = np.array([dx, dy], np.int32)
+    for cell in cells:
+        cell.contour = np.asarray(cell.contour, np.int32) + shift
+        if cell.nucleus_contour is not None:
+            cell.nucleus_contour = np.asarray(cell.nucleus_contour, np.int32) + shift
+        x0, y0, x1, y1 = cell.bbox
+        cell.bbox = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        cell.centroid = (cell.centroid[0] + dx, cell.centroid[1] + dy)
+        for pred in cell.predictions.values():
+            if pred.cam_box is not None:
+                bx0, by0, bx1, by1 = pred.cam_box
+                pred.cam_box = (bx0 + dx, by0 + dy, bx1 + dx, by1 + dy)
+
+
+@dataclass
+class AnalysisRequest:
+    """What to analyse: a field (the whole image, or a region of a large one)."""
+
+    image: np.ndarray
+    params: Any = None
+    pixel_size_um: float | None = None
+    image_name: str | None = None
+    model_names: list[str] | None = None
+    offset: tuple[int, int] = (0, 0)
+    full_size: tuple[int, int] | None = None  # (width, height) of the whole image
+
+
+@dataclass
+class AnalysisOutcome:
+    analysis: Analysis
+    classifiers: list[Any]
+    notices: list[str]
+
+
+class AnalysisJob(QObject):
+    """Runs :func:`leukview.core.analysis.analyze_image` in a QThread; cancel() stops it between stages."""
+
+    progress = Signal(float, str)
+    succeeded = Signal(object)  # AnalysisOutcome
+    failed = Signal(str)
+    cancelled = Signal()
+    finished = Signal()
+
+    def __init__(self, request: AnalysisRequest, models: ModelCache) -> None:
+        super().__init__()
+        self.request = request
+        self.models = models
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @Slot()
+    def run(self) -> None:
+        req = self.request
+        try:
+            self.progress.emit(0.0, "loading models")
+            loaded = self.models.load(req.model_names)
+            if self._cancel.is_set():
+                raise AnalysisCancelled()
+            analysis = analyze_image(
+                req.image,
+                loaded.classifiers,
+                req.params,
+                pixel_size_um=req.pixel_size_um,
+                image_name=req.image_name,
+                progress=lambda fraction, message: self.progress.emit(fraction, message),
+                should_cancel=self._cancel.is_set,
+            )
+            offset_cells(analysis.cells, *req.offset)
+            if req.full_size is not None:
+                analysis.width, analysis.height = req.full_size
+            self.succeeded.emit(AnalysisOutcome(analysis, loaded.classifiers, loaded.notices))
+        except AnalysisCancelled:
+            self.cancelled.emit()
+        except LeukViewError as exc:
+            self.failed.emit(str(exc.reason))
+        except MemoryError:
+            self.failed.emit("not enough memory to analyse this image")
+        except Exception as exc:  # a bug must reach the user as a message, not kill the window
+            traceback.print_exc()
+            self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
+        finally:
+            self.finished.emit()
+
+
+class AnalysisRunner(QObject):
+    """Owns the one analysis thread; starting a new job cancels the running one."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job: AnalysisJob | None = None
+        self.thread: QThread | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.isRunning()
+
+    def start(self, job: AnalysisJob) -> None:
+        self.stop()
+        thread = QThread()
+        job.moveToThread(thread)
+        thread.started.connect(job.run)
+        job.finished.connect(thread.quit)
+        self.job, self.thread = job, thread
+        thread.start()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def stop(self, wait_ms: int = 30000) -> None:
+        """Cancel and wait for the running job (used before a new one and on close)."""
+        if self.thread is None:
+            return
+        if self.job is not None:
+            self.job.cancel()
+        self.thread.quit()
+        self.thread.wait(wait_ms)
+        self.thread = None
+        self.job = None
+
+
+class _PreviewSignals(QObject):
+    done = Signal(int, object, str)  # sequence number, cells, error
+
+
+class _PreviewTask(QRunnable):
+    def __init__(self, seq: int, image: np.ndarray, params: Any, offset: tuple[int, int], signals: _PreviewSignals):
+        super().__init__()
+        self.seq, self.image, self.params, self.offset, self.signals = seq, image, params, offset, signals
+
+    def run(self) -> None:
+        from leukview.core.segment import segment
+
+        try:
+            cells = segment(self.image, self.params).cells
+            offset_cells(cells, *self.offset)
+            self.signals.done.emit(self.seq, cells, "")
+        except LeukViewError as exc:
+            self.signals.done.emit(self.seq, [], exc.reason)
+        except Exception as exc:  # a bad parameter mix must not close the dialog
+            self.signals.done.emit(self.seq, [], f"{type(exc).__name__}: {exc}")
+
+
+class SegmentationPreview(QObject):
+    """Runs trial segmentations in the background; only the newest result is delivered."""
+
+    ready = Signal(object, str)  # cells, error
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._seq = 0
+        self._signals = _PreviewSignals()
+        self._signals.done.connect(self._done)
+        self._pool = QThreadPool()
+        self._pool.setMaxThreadCount(1)
+
+    def request(self, image: np.ndarray, params: Any, offset: tuple[int, int] = (0, 0)) -> None:
+        self._seq += 1
+        self._pool.clear()  # a newer request makes queued ones pointless
+        self._pool.start(_PreviewTask(self._seq, image, params, offset, self._signals))
+
+    def _done(self, seq: int, cells: object, error: str) -> None:
+        if seq == self._seq:
+            self.ready.emit(cells, error)
+
+    def wait(self, msecs: int = 10000) -> None:
+        self._pool.waitForDone(msecs)
