@@ -41,5 +41,26 @@ bench: $(VENV)/.stamp-setup
 	$(BIN)/python bench/bench_segment.py
 	$(BIN)/python bench/bench_models.py
 
+# Offline one-folder bundle (PyInstaller, from .venv) -> dist/leukview/; see installer/README.md.
+# BUILD_INFO.txt is written last, after the checks pass: it is the stamp.
+BUNDLE_INPUTS := pyproject.toml $(shell find leukview resources models -type f \
+	-not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null) \
+	$(addprefix installer/,leukview.spec entry.py bundlecheck.py build.py bundle-README.txt)
+
+# Freezing needs the app and PyInstaller (dev group), not the train group's torch.
+$(VENV)/.stamp-bundle: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+dist/leukview/BUILD_INFO.txt: $(VENV)/.stamp-bundle $(BUNDLE_INPUTS)
+	$(BIN)/python installer/build.py
+
+bundle: dist/leukview/BUILD_INFO.txt
+
+# Runs the bundle from a path with spaces, no Python on PATH, no network (unshare -rn).
+bundle-test: bundle
+	$(BIN)/python installer/smoke_test.py dist/leukview
+
 clean:
 	rm -rf $(VENV) build dist out .pytest_cache .ruff_cache
