@@ -39,7 +39,14 @@ from PySide6.QtWidgets import (
 
 from leukview.core.analysis import ModelRun
 from leukview.core.cells import Cell
-from leukview.core.export import cell_call, is_flagged, min_confidence, review_cells, review_order
+from leukview.core.export import (
+    cell_call,
+    is_flagged,
+    min_confidence,
+    review_cells,
+    review_classes,
+    review_order,
+)
 
 from .cellinfo import (
     FLAG_COLOUR,
@@ -469,7 +476,7 @@ class ReviewPanel(QWidget):
         layout.addLayout(filter_row)
         layout.addWidget(self.text_filter)
         layout.addWidget(self.tabs, 1)
-        self.set_classes([])
+        self.set_classes(review_classes([]))
 
     # -- content ------------------------------------------------------------
 
