@@ -59,7 +59,7 @@ from leukview.core.preprocess import CropRule, crop_cell
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when what a cached crop set holds changes
+CACHE_VERSION = 3  # bump when what a cached crop set holds changes
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 FINDERS = ("centre", "all", "box", "mask")
 
@@ -499,10 +499,17 @@ class CropSet:
 
 
 def _cell_cache_entry(cells: Sequence[Cell], shape: tuple[int, ...]) -> dict[str, Any]:
-    keep = [c.to_dict() for c in cells if c.kind in ("wbc", "platelet")]
-    for c in keep:  # predictions and reviews are empty here; keep the cache small
-        c.pop("predictions", None)
-        c.pop("review", None)
+    keep = []
+    for cell in cells:
+        if cell.kind not in ("wbc", "platelet"):
+            continue
+        entry = cell.to_dict()
+        entry.pop("predictions", None)  # empty here; keep the cache small
+        entry.pop("review", None)
+        # full precision: the crop window depends on the centroid and the area
+        entry["centroid"] = [float(v) for v in cell.centroid]
+        entry["measurements"] = {k: float(v) for k, v in cell.measurements.items() if v is not None}
+        keep.append(entry)
     return {"shape": list(shape[:2]), "cells": keep}
 
 
@@ -639,7 +646,7 @@ def extract_crops(
     if crop_file and crop_file.is_file():
         return CropSet.load(crop_file)
 
-    cells_file = cache / "cells" / f"{name}-{listing}-{fingerprint}.json" if cache and needs_segmentation else None
+    cells_file = cache / "cells" / f"{name}-{listing}-{fingerprint}-v{CACHE_VERSION}.json" if cache and needs_segmentation else None
     found = segment_sources(sources, cells_file, segmenter, progress) if needs_segmentation else {}
 
     picks: list[tuple[Source, Cell | None, str, str]] = []

@@ -1,0 +1,337 @@
+"""The training package: loaders, splits, weights, augmentation, train -> export -> onnxruntime."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from leukview.core.modelspec import read_sidecar  # noqa: E402
+from leukview.core.preprocess import CropRule, crop_cell  # noqa: E402
+from training import data as tdata  # noqa: E402
+from training.augment import NO_AUGMENT, AugmentConfig, augment, hed_jitter  # noqa: E402
+from training.config import config_from_dict  # noqa: E402
+from training.evaluate import classification_metrics, expected_calibration_error, field_metrics  # noqa: E402
+from training.models import build_model, imagenet_lite, load_by_order, static_padding  # noqa: E402
+
+# ----------------------------------------------------------------------------
+# loaders
+
+
+def test_cnmc_loader_on_shared_data(data_dir: Path) -> None:
+    sources = tdata.cnmc_dataset(data_dir / "cnmc")
+    with (data_dir / "cnmc" / "labels.csv").open() as handle:
+        table = {row["path"]: row for row in csv.DictReader(handle)}
+    assert len(sources) == len(table)
+    for s in sources:
+        row = table[s.path.relative_to(data_dir / "cnmc").as_posix()]
+        assert s.group == row["subject"].upper()
+        assert s.label == {"all": "blast", "hem": "normal"}[row["label"]]
+        assert s.finder == "mask"
+    # every C-NMC cell is found on its black background, and crops like the app
+    image = tdata.read_rgb(sources[0].path)
+    cell = tdata.cell_on_black(image)
+    assert cell is not None
+    inside = image.max(axis=2) > 12
+    assert abs(cell.measurements["area"] - inside.sum()) < 0.05 * inside.sum()
+    crop = crop_cell(image, cell, CropRule(background="black"), 64)
+    assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
+
+
+def _official_tree(root: Path) -> dict[str, str]:
+    """A small C-NMC tree in the official and the Kaggle layouts; returns file name -> subject."""
+    rng = np.random.default_rng(1)
+    expected = {}
+    layouts = [
+        ("C-NMC_training_data/fold_0", ["1", "2", "H3"]),
+        ("C-NMC_training_data/fold_1", ["4", "H5"]),
+        ("C-NMC_Leukemia/training_data/fold_2", ["6", "H7", "H8"]),
+    ]
+    for folder, subjects in layouts:
+        for subject in subjects:
+            kind = "hem" if subject.startswith("H") else "all"
+            for n in range(3):
+                image = np.zeros((90, 90, 3), np.uint8)
+                centre = tuple(int(v) for v in rng.integers(35, 55, 2))
+                cv2.circle(image, centre, int(rng.integers(15, 25)), (200, 120, 180), -1)
+                name = f"UID_{subject}_{n + 1}_{n + 2}_{kind}.bmp"
+                path = root / folder / kind / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                assert cv2.imwrite(str(path), image)
+                expected[name] = subject
+    return expected
+
+
+def test_cnmc_official_layout_generated(tmp_path: Path) -> None:
+    expected = _official_tree(tmp_path)
+    sources = tdata.cnmc_dataset(tmp_path)
+    assert {s.path.name: s.group for s in sources} == expected
+    assert all(s.label == ("normal" if s.group.startswith("H") else "blast") for s in sources)
+    only = tdata.cnmc_dataset(tmp_path, folds=[1])
+    assert {s.group for s in only} == {"4", "H5"}
+    # cells found on black match the drawn discs
+    for s in sources[:4]:
+        cell = tdata.cell_on_black(tdata.read_rgb(s.path))
+        assert cell is not None and 600 < cell.measurements["area"] < 2100
+    # subject split: no subject on both sides, every subject somewhere
+    labels = [s.label for s in sources]
+    groups = [s.group for s in sources]
+    split = tdata.grouped_split(labels, groups, val=0.2, test=0.3, seed=3)
+    tdata.assert_disjoint(split)
+    assert sorted(sum(split.values(), [])) == sorted(set(groups))
+    assert split["test"] and split["train"]
+    doc = tdata.save_split(tmp_path / "split.json", split, labels, groups, seed=3)
+    assert doc["overlap"] == 0
+    assert tdata.load_split(tmp_path / "split.json") == split
+    index = tdata.split_indices(groups, split)
+    for a in index:
+        for b in index:
+            if a != b:
+                assert not {groups[i] for i in index[a]} & {groups[i] for i in index[b]}
+
+
+def test_split_with_leak_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"groups": {"train": ["1", "2"], "val": [], "test": ["2"]}}))
+    with pytest.raises(tdata.DataError, match="leaks"):
+        tdata.load_split(path)
+
+
+def test_cnmc_bad_names_and_folders(tmp_path: Path) -> None:
+    with pytest.raises(tdata.DataError, match="subject"):
+        tdata.cnmc_subject("cell_12.bmp")
+    with pytest.raises(tdata.DataError, match="no C-NMC cells"):
+        tdata.cnmc_dataset(tmp_path)
+    with pytest.raises(tdata.DataError, match="not found"):
+        tdata.cnmc_dataset(tmp_path / "missing")
+
+
+def test_subject_split_on_real_cnmc(data_dir: Path) -> None:
+    sources = tdata.cnmc_dataset(data_dir / "cnmc")
+    labels, groups = [s.label for s in sources], [s.group for s in sources]
+    split = tdata.grouped_split(labels, groups, val=0.2, test=0.3, seed=0)
+    index = tdata.split_indices(groups, split)
+    sides = [set(np.asarray(groups)[i]) for i in index.values()]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    # stratified: both classes on the test side
+    assert set(np.asarray(labels)[index["test"]]) == {"blast", "normal"}
+    # the same seed gives the same split
+    assert tdata.grouped_split(labels, groups, val=0.2, test=0.3, seed=0) == split
+
+
+def test_other_loaders(data_dir: Path, tmp_path: Path) -> None:
+    pbc = tdata.folder_dataset(data_dir / "pbc", classes=["basophil", "platelet"])
+    assert Counter(s.label for s in pbc) == {"basophil": 350, "platelet": 350}
+    assert len({s.group for s in pbc}) == len(pbc)
+    tq = tdata.taleqani_dataset(data_dir / "taleqani", block=50)
+    assert set(Counter(s.label for s in tq)) == {"blast", "normal"}
+    assert all(s.finder == "all" for s in tq)
+    assert len({s.group for s in tq}) < len(tq) / 20  # fields of a run of file numbers share a group
+    bccd = tdata.bccd_dataset(data_dir / "bccd")
+    assert all(s.boxes for s in bccd)
+    assert {s.label for s in bccd} <= {"neutrophil", "eosinophil", "lymphocyte", "monocyte", "basophil"}
+    with (data_dir / "bccd" / "wbc_types.csv").open() as handle:
+        mixed = {r["image"] for r in csv.DictReader(handle) if len({t.strip() for t in r["wbc_type"].split(",")}) > 1}
+    assert not mixed & {s.path.name for s in bccd}
+    # a hospital manifest: relative paths, groups, optional boxes
+    image = pbc[0].path
+    manifest = tmp_path / "cells.csv"
+    manifest.write_text(
+        "path,label,group,x0,y0,x1,y1\n"
+        f"{image},basophil,patient1,,,,\n"
+        f"{bccd[0].path},neutrophil,patient2,{','.join(str(v) for v in bccd[0].boxes[0])}\n"
+    )
+    rows = tdata.manifest_dataset(manifest)
+    assert [r.finder for r in rows] == ["centre", "box"]
+    assert [r.group for r in rows] == ["patient1", "patient2"]
+    (tmp_path / "bad.csv").write_text("file,label\nx.png,a\n")
+    with pytest.raises(tdata.DataError, match="path"):
+        tdata.manifest_dataset(tmp_path / "bad.csv")
+
+
+def test_extract_crops_uses_the_app_crop(data_dir: Path, tmp_path: Path) -> None:
+    sources = tdata.folder_dataset(data_dir / "pbc", classes=["neutrophil"])[:2]
+    rule = CropRule(scale=1.5)
+    crops = tdata.extract_crops(sources, rule, 48, cache_dir=tmp_path, name="t", progress=False)
+    assert crops.crops.shape == (2, 48, 48, 3)
+    assert crops.report["images"] == 2
+    assert sum(crops.report["by_how"].values()) == 2
+    # the same pixels as the app's crop_cell for the chosen cell
+    from leukview.core.segment import segment
+
+    image = tdata.read_rgb(sources[0].path)
+    if crops.how[0] == "segmented":
+        cells = [c for c in segment(image).cells if c.kind == "wbc"]
+        cell = tdata.nearest_to(cells, ((image.shape[1] - 1) / 2, (image.shape[0] - 1) / 2))
+        assert np.array_equal(crops.crops[0], crop_cell(image, cell, rule, 48))
+    # cached: a second call reads the file
+    again = tdata.extract_crops(sources, rule, 48, cache_dir=tmp_path, name="t", progress=False)
+    assert np.array_equal(again.crops, crops.crops)
+    assert list((tmp_path / "crops").glob("t-*.npz"))
+
+
+# ----------------------------------------------------------------------------
+# models and weights
+
+
+def test_pretrained_lite0_calls_chelsea_a_cat() -> None:
+    from skimage.data import chelsea
+
+    model = imagenet_lite("tf_efficientnet_lite0")
+    image = chelsea()
+    h, w = image.shape[:2]
+    side = min(h, w)
+    image = image[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+    image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(((image / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None].astype(np.float32))
+    with torch.no_grad():
+        top = int(model(x).argmax())
+    assert 281 <= top <= 285  # ImageNet's domestic cats
+
+
+def test_load_by_order_checks_shapes() -> None:
+    model = build_model("effnet-lite0", 3, 64, weights=None)
+    state = model.backbones[0].state_dict()
+    bad = dict(state)
+    first = next(iter(bad))
+    bad[first] = torch.zeros(1)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_by_order(model.backbones[0], bad)
+
+
+def test_heads_and_static_padding() -> None:
+    x = torch.randn(2, 3, 64, 64)
+    model = build_model("effnet-lite0", 4, 64, weights=None).eval()
+    padded = static_padding(model, 64)
+    with torch.no_grad():
+        (l1, f1), (l2, f2) = model(x), padded(x)
+        assert torch.allclose(l1, l2) and torch.allclose(f1, f2)
+        # linear head: the logits are the classifier on the averaged features (exact CAM)
+        assert torch.allclose(l1, model.classifier(f1.mean(dim=(2, 3))), atol=1e-5)
+    b3 = build_model("effnetb3-head", 2, 64, weights=None).eval()
+    assert not b3.cam_exact
+    with torch.no_grad():
+        logits, features = b3(x)
+    assert logits.shape == (2, 2) and features.shape[1] == 1536
+
+
+# ----------------------------------------------------------------------------
+# augmentation and metrics
+
+
+def test_augment_keeps_crops_valid(data_dir: Path) -> None:
+    image = tdata.read_rgb(next((data_dir / "pbc" / "eosinophil").iterdir()))
+    crop = np.ascontiguousarray(image[100:228, 100:228])
+    before = crop.copy()
+    rng = np.random.default_rng(0)
+    outs = [augment(crop, rng, AugmentConfig(blur=1.0, lowres=1.0, grayscale=1.0)) for _ in range(4)]
+    assert np.array_equal(crop, before)
+    assert all(o.shape == crop.shape and o.dtype == np.uint8 for o in outs)
+    assert any(not np.array_equal(o, crop) for o in outs)
+    assert np.array_equal(augment(crop, rng, NO_AUGMENT), crop)
+    same = hed_jitter(crop, np.ones(3), np.zeros(3))
+    assert np.abs(same.astype(int) - crop.astype(int)).max() <= 2
+    # more haematoxylin: darker, bluer nuclei
+    stained = hed_jitter(crop, np.array([1.5, 1.0, 1.0]), np.zeros(3))
+    assert stained.mean() < crop.mean()
+
+
+def test_metrics_on_known_cases() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    y = np.array([0, 1, 1, 1])
+    m = classification_metrics(y, probs, ["blast", "normal"], positive="blast")
+    assert m["accuracy"] == 0.75
+    assert m["confusion"] == [[1, 0], [1, 2]]
+    assert m["roc_auc"] == 1.0
+    assert expected_calibration_error(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1])) == 0.0
+    # two fields: A all blasts (called blast), B normal with one of two cells called blast -> called blast
+    f = field_metrics(["A", "A", "B", "B"], [0, 0, 1, 1], [0, 0, 0, 1], positive=0, fields_without_cells={"x": 1})
+    assert f["n_fields"] == 2 and f["accuracy"] == 0.5 and f["accuracy_all_fields"] == pytest.approx(1 / 3)
+
+
+def test_config_errors() -> None:
+    base = {"name": "x", "model": "effnet-lite0", "classes": ["a", "b"], "train_data": []}
+    config_from_dict(base)
+    with pytest.raises(tdata.DataError, match="unknown key"):
+        config_from_dict({**base, "epochs": 3})
+    with pytest.raises(tdata.DataError, match="unknown model"):
+        config_from_dict({**base, "model": "resnet9000"})
+    with pytest.raises(tdata.DataError, match="optimizer"):
+        config_from_dict({**base, "train": {"optimizer": "lbfgs"}})
+
+
+# ----------------------------------------------------------------------------
+# end to end on real data, and the tree-head export
+
+
+def test_tiny_train_export_onnxruntime(data_dir: Path, tmp_path: Path) -> None:
+    """Real C-NMC cells, one epoch at 64 px, exported and run in onnxruntime like the app."""
+    import onnxruntime as ort
+
+    from training.export import export_run
+    from training.train import run
+
+    raw = {
+        "name": "tiny-blast", "model": "effnet-lite0", "input_size": 64,
+        "classes": ["blast", "normal"], "positive_class": "blast",
+        "data_root": str(data_dir), "cache_dir": str(tmp_path / "cache"),
+        "crop": {"scale": 1.2, "background": "black"},
+        "train_data": [{"name": "cnmc", "kind": "cnmc", "root": "cnmc", "licence": "CC BY 3.0"}],
+        "split": {"val": 0.2, "test": 0.3, "seed": 0},
+        "eval_data": [{"name": "taleqani", "kind": "taleqani", "root": "taleqani", "limit": 1, "fields": True}],
+        "train": {"epochs": 1, "batch_size": 8, "freeze": 4},
+    }
+    result = run(config_from_dict(raw), tmp_path / "run", progress=False, command="test")
+    assert result["metrics"]["heldout"]["n"] > 0
+    assert "fields" in result["metrics"]["taleqani"]
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    tdata.assert_disjoint(split["groups"])
+    report = export_run(tmp_path / "run", tmp_path / "model")
+    assert max(report["parity_max_abs_diff"].values()) <= 1e-4
+    spec = read_sidecar(tmp_path / "model" / "model.json")
+    assert spec.classes == ["blast", "normal"] and spec.positive_class == "blast"
+    assert spec.crop.background == "black" and spec.input_size == 64
+    assert spec.cam_weight == "classifier.weight" and spec.opset == 17
+    assert spec.training["data"][0]["licence"] == "CC BY 3.0"
+    sess = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits, features = sess.run(["logits", "features"], {"input": np.zeros((3, 3, 64, 64), np.float32)})
+    assert logits.shape == (3, 2) and features.ndim == 4 and features.shape[0] == 3
+    classify = pytest.importorskip("leukview.core.classify")
+    classifier = classify.Classifier.load(tmp_path / "model")
+    assert classifier.cam_exact is True
+    assert (tmp_path / "model" / "README.md").read_text().count("Decision support, not a diagnosis") == 1
+
+
+def test_xgboost_head_becomes_one_onnx_graph(tmp_path: Path) -> None:
+    """EfficientNet-B0 features -> XGBoost, exported as one graph that matches XGBoost."""
+    xgb = pytest.importorskip("xgboost")
+    pytest.importorskip("onnxmltools")
+    import onnxruntime as ort
+
+    from training.export import attach_xgboost, export_network
+
+    model = build_model("effnetb0-xgboost", 3, 64, weights=None).eval()
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (24, 3, 64, 64)).astype(np.float32)
+    net = export_network(model, tmp_path / "net.onnx", 64, pooled=True)
+    # the network part alone: torch and onnxruntime agree
+    net_sess = ort.InferenceSession(str(net), providers=["CPUExecutionProvider"])
+    logits, _features, pooled = net_sess.run(["logits", "features", "pooled"], {"input": x})
+    with torch.no_grad():
+        assert np.abs(logits - model(torch.from_numpy(x))[0].numpy()).max() <= 1e-4
+    # random-init features are tiny: fit the trees on what the graph will feed them
+    booster = xgb.XGBClassifier(n_estimators=8, max_depth=2, learning_rate=0.35).fit(pooled, np.arange(24) % 3)
+    combined = attach_xgboost(net, booster, model.num_features, tmp_path / "model.onnx")
+    sess = ort.InferenceSession(str(combined), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"]
+    probs, features = sess.run(["probabilities", "features"], {"input": x})
+    assert features.shape[:2] == (24, model.num_features)
+    assert np.abs(probs - booster.predict_proba(pooled)).max() <= 1e-4
