@@ -22,7 +22,7 @@ from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
-from leukview.core.session import current_user, session_path  # noqa: E402
+from leukview.core.session import current_user, load_session, session_path  # noqa: E402
 from leukview.gui.mainwindow import MainWindow  # noqa: E402
 from leukview.gui.settings import AppSettings  # noqa: E402
 
@@ -244,13 +244,45 @@ def test_settings_persist_per_user(qtbot, tmp_path: Path, models_dir: Path):
     settings = AppSettings(store)
     dialog = SettingsDialog(settings, installed_models(models_dir))
     qtbot.addWidget(dialog)
+    # every installed model is ticked until the user chooses
+    items = [dialog.model_list.item(i) for i in range(dialog.model_list.count())]
+    assert [i.checkState() for i in items] == [Qt.CheckState.Checked] * 2
     dialog.threshold.setValue(0.85)
-    dialog.model_list.item(1).setCheckState(Qt.CheckState.Checked)
+    items[0].setCheckState(Qt.CheckState.Unchecked)
     editor, _ = dialog.form.editors["nucleus_threshold_scale"]
     editor.setValue(1.2)
     changed = dialog.apply()
     assert changed == {"models": True, "threshold": True, "segmentation": True}
     again = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     assert again.confidence_threshold == pytest.approx(0.85)
-    assert again.model_names == [dialog.model_list.item(1).data(Qt.ItemDataRole.UserRole)]
+    assert again.use_models and again.model_names == [items[1].data(Qt.ItemDataRole.UserRole)]
     assert again.segmentation["nucleus_threshold_scale"] == pytest.approx(1.2)
+    # no model ticked: segmentation and manual review only
+    items[1].setCheckState(Qt.CheckState.Unchecked)
+    assert dialog.apply()["models"]
+    again = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert not again.use_models and again.model_names == []
+
+
+def test_cancel_leaves_the_window_as_it_was_and_autosave_writes_the_session(
+    qtbot, tmp_path: Path, models_dir: Path, field: Path, dialogs
+):
+    window = make_window(qtbot, tmp_path, models_dir)
+    assert window.open_image(field, analyse=False)
+    assert window.session is None
+    window.analyse()
+    assert window.runner.busy and window.cancel_button.isVisible()
+    window.cancel_analysis()
+    qtbot.waitUntil(lambda: not window.runner.busy and not window.progress.isVisible(), timeout=ANALYSIS_TIMEOUT_MS)
+    assert window.session is None and window.act_analyse.isEnabled()
+    assert "cancelled" in window.statusBar().currentMessage()
+
+    window._autosave_timer.setInterval(10)
+    window.analyse()
+    qtbot.waitUntil(lambda: window.session is not None and not window.runner.busy, timeout=ANALYSIS_TIMEOUT_MS)
+    target = session_path(field)
+    qtbot.waitUntil(target.is_file, timeout=5000)  # saved without asking, after the analysis
+    cell_id = window.review.visible_order()[0]
+    window.classify("monocyte", cell_id=cell_id)
+    qtbot.waitUntil(lambda: load_session(target).cell(cell_id).review.label == "monocyte", timeout=5000)
+    assert not window.dirty and not dialogs

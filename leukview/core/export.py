@@ -104,9 +104,12 @@ def review_classes(models: Sequence[ModelRun]) -> list[str]:
     return [n for n in _ordered(names) if n != ARTEFACT] + [ARTEFACT]
 
 
-def cell_call(cell: Cell, models: Sequence[ModelRun]) -> CellCall:
-    """The current call on a cell (see the module docstring for the rule)."""
-    if cell.review.label is not None:
+def cell_call(cell: Cell, models: Sequence[ModelRun], use_review: bool = True) -> CellCall:
+    """The current call on a cell (see the module docstring for the rule).
+
+    With ``use_review=False``, the models' call, as if nobody had reviewed the cell.
+    """
+    if use_review and cell.review.label is not None:
         return CellCall(cell.review.label, None, None, True)
     for run in flag_models(models):
         pred = cell.predictions.get(run.name)

@@ -350,13 +350,8 @@ class Session:
 
 
 def _deciding_model(cell: Cell, analysis: Analysis) -> str | None:
-    # the model whose call a reviewer label replaced: the same rule, without the review
-    saved = cell.review
-    cell.review = ReviewState()
-    try:
-        return cell_call(cell, analysis.models).model
-    finally:
-        cell.review = saved
+    # the model whose call a reviewer label replaced
+    return cell_call(cell, analysis.models, use_review=False).model
 
 
 def encode_cams(cells: list[Cell]) -> dict[str, dict[str, dict[str, Any]]]:

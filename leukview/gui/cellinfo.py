@@ -44,6 +44,17 @@ MEASURES = (
 )
 
 
+def provider_text(provider: str) -> str:
+    """A short, user-facing name of an onnxruntime execution provider."""
+    return {
+        "CPUExecutionProvider": "CPU",
+        "CUDAExecutionProvider": "GPU (CUDA)",
+        "TensorrtExecutionProvider": "GPU (TensorRT)",
+        "DmlExecutionProvider": "GPU (DirectML)",
+        "CoreMLExecutionProvider": "CoreML",
+    }.get(provider, provider or "?")
+
+
 def class_colour(name: str | None) -> QColor:
     """The fixed colour of a class; unknown classes get a stable golden-angle hue."""
     if name is None:

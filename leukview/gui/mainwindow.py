@@ -64,7 +64,7 @@ from leukview.core.session import (
     session_path,
 )
 
-from .cellinfo import class_colour, pretty
+from .cellinfo import class_colour, pretty, provider_text
 from .commands import ReviewCommand
 from .differential import DifferentialPanel
 from .overlays import CellOverlay
@@ -91,17 +91,6 @@ MAX_FIELD_SIDE = 4096
 RBC_DIAMETER_UM = 7.5
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.ome.tif *.ome.tiff);;Sessions (*.leukview.json);;All files (*)"
 GALLERY_RULE = CropRule(scale=1.4, min_side=24, background="keep")
-
-
-def provider_text(provider: str) -> str:
-    """A short, user-facing name of an onnxruntime execution provider."""
-    return {
-        "CPUExecutionProvider": "CPU",
-        "CUDAExecutionProvider": "GPU (CUDA)",
-        "TensorrtExecutionProvider": "GPU (TensorRT)",
-        "DmlExecutionProvider": "GPU (DirectML)",
-        "CoreMLExecutionProvider": "CoreML",
-    }.get(provider, provider or "?")
 
 
 class PixelSizeDialog(QDialog):
@@ -583,11 +572,16 @@ class MainWindow(QMainWindow):
     def _update_banner(self) -> None:
         messages = list(self.notices)
         if self.analysis is not None and not self.analysis.models:
+            why = (
+                "Models are switched off in Settings"
+                if not self.settings.use_models
+                else "No classification model installed"
+            )
             messages.insert(
                 0,
-                "<b>No classification model installed</b>: cells are segmented and measured only. "
-                "Classify white cells with the number keys (see the Review panel), or install models "
-                "and analyse again.",
+                f"<b>{why}</b>: cells are segmented and measured only. "
+                "Classify white cells with the number keys (see the Review panel), or install or "
+                "enable models and analyse again (Ctrl+R).",
             )
         if self.session is not None and self.analysis is not None:
             field = self._field_rect
@@ -786,6 +780,7 @@ class MainWindow(QMainWindow):
             pixel_size_um=self.pixel_size_um,
             image_name=str(self.path),
             model_names=self.settings.model_names or None,
+            use_models=self.settings.use_models,
             offset=(x, y),
             full_size=(self.source.width, self.source.height),
         )
@@ -1365,14 +1360,15 @@ class MainWindow(QMainWindow):
         """The whole image with the overlays as shown (selection and previews hidden)."""
         if self.image_item is None:
             return None
-        selection_visible = self.overlay._selection.isVisible()
-        self.overlay._selection.setVisible(False)
+        selected = self.overlay.selected
+        self.overlay.select(None)  # no selection ring, no selected-cell heatmap in an export
+        self.overlay.clear_preview()
         self.image_item.synchronous = True
         try:
             return render_scene(self.scene, self.image_item.boundingRect(), max_side)
         finally:
             self.image_item.synchronous = False
-            self.overlay._selection.setVisible(selection_visible)
+            self.overlay.select(selected)
 
     def export_png(self, path: str | os.PathLike[str] | None = None) -> Path | None:
         if self.image_item is None:

@@ -143,7 +143,7 @@ class OverlayOptions:
     labels: bool = True
     nuclei: bool = False
     heat_mode: str = "selected"
-    heat_opacity: float = 0.6
+    heat_opacity: float = 0.5
     heat_model: str | None = None  # None: the model behind each cell's call
     hidden_classes: set[str] = field(default_factory=set)
 

@@ -34,7 +34,7 @@ from leukview.core.export import (
 )
 from leukview.core.session import AuditEntry, current_user, now_iso
 
-from .cellinfo import class_colour, pretty
+from .cellinfo import class_colour, pretty, provider_text
 
 DISCLAIMER = (
     "LeukView is decision support, not a diagnosis. Its cell classes come from machine-learning "
@@ -149,7 +149,7 @@ def report_html(content: ReportContent, image_url: str = "leukview://snapshot") 
 
     if content.models:
         model_rows = "".join(
-            f"<tr><td>{esc(m.name)}</td><td>{esc(m.version)}</td><td>{esc(m.provider)}</td>"
+            f"<tr><td>{esc(m.name)}</td><td>{esc(m.version)}</td><td>{esc(provider_text(m.provider))}</td>"
             f"<td>{esc(', '.join(pretty(c) for c in m.classes))}</td></tr>"
             for m in content.models
         )

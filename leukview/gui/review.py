@@ -42,7 +42,6 @@ from leukview.core.cells import Cell
 from leukview.core.export import (
     cell_call,
     is_flagged,
-    min_confidence,
     review_cells,
     review_classes,
     review_order,
@@ -63,7 +62,7 @@ SORT_ROLE = Qt.ItemDataRole.UserRole
 CELL_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 THUMB = 84
 
-FIXED_COLUMNS = ("Review", "ID", "Class", "Confidence", "Kind")
+FIXED_COLUMNS = ("Review", "ID", "Class", "Model call", "Kind")
 FILTER_KEYS = {
     "id": "id",
     "conf": "confidence",
@@ -172,15 +171,16 @@ class CellTableModel(QAbstractTableModel):
                 font.setBold(True)
                 return font
         elif col == 3:
-            lowest = min_confidence(cell, self.models)
+            # what the models said, kept visible after a review so corrections can be checked
+            model = cell_call(cell, self.models, use_review=False)
             if role == Qt.ItemDataRole.DisplayRole:
-                if call.reviewed:
-                    return "reviewer"
-                return "" if call.confidence is None else f"{call.confidence:.0%}"
+                if model.label is None:
+                    return ""
+                return f"{pretty(model.label)} {model.confidence:.0%}" if model.confidence is not None else ""
             if role == SORT_ROLE:
-                return 2.0 if call.reviewed else (call.confidence if call.confidence is not None else -1.0)
-            if role == Qt.ItemDataRole.ToolTipRole and lowest is not None:
-                return f"lowest model confidence {lowest:.0%}"
+                return -1.0 if model.confidence is None else model.confidence
+            if role == Qt.ItemDataRole.ForegroundRole and call.reviewed and model.label != call.label:
+                return QBrush(QColor("#C62828"))  # the reviewer disagreed
         elif col == 4:
             if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
                 return cell.kind
@@ -257,7 +257,7 @@ class CellFilterProxy(QSortFilterProxyModel):
             if key == "id":
                 actual: float | None = float(cell.id)
             elif key == "confidence":
-                actual = call.confidence if call.confidence is not None else min_confidence(cell, model.models)
+                actual = cell_call(cell, model.models, use_review=False).confidence
                 value = value / 100.0 if value > 1.0 else value  # "conf<80" means 80 %
             else:
                 actual = measure_value(cell, key, model.pixel_size_um)

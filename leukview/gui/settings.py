@@ -61,6 +61,15 @@ class AppSettings:
         self.store.setValue("models/enabled", json.dumps(list(names)))
 
     @property
+    def use_models(self) -> bool:
+        """False when the user unticked every model: segmentation and manual review only."""
+        return self._get("models/use", True, bool)
+
+    @use_models.setter
+    def use_models(self, value: bool) -> None:
+        self.store.setValue("models/use", bool(value))
+
+    @property
     def segmentation(self) -> dict[str, Any]:
         raw = self.store.value("segmentation/params", "{}")
         try:
@@ -135,7 +144,8 @@ class AppSettings:
 
 
 def _pretty_field(name: str) -> str:
-    text = name.replace("_", " ")
+    words = name.replace("_", " ").split()
+    text = " ".join(w.upper() if w in ("rbc", "wbc") else w for w in words)
     return text[0].upper() + text[1:]
 
 
@@ -223,10 +233,11 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("LeukView settings")
         self.settings = settings
 
-        model_box = QGroupBox("Models (none ticked = every installed model)")
+        model_box = QGroupBox("Models (ticked models run on every analysis)")
         self.model_list = QListWidget()
         self.model_list.setMaximumHeight(110)
         chosen = set(settings.model_names)
+        every = settings.use_models and not chosen
         for model in models:
             if model.spec is None:
                 text = f"{model.folder}  (damaged: {model.error})"
@@ -239,7 +250,8 @@ class SettingsDialog(QDialog):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             if model.spec is None:
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
-            item.setCheckState(Qt.CheckState.Checked if model.folder in chosen else Qt.CheckState.Unchecked)
+            ticked = model.spec is not None and (every or model.folder in chosen)
+            item.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
             self.model_list.addItem(item)
         if not models:
             self.model_list.addItem("No model installed: segmentation and manual review only.")
@@ -334,22 +346,29 @@ class SettingsDialog(QDialog):
                 f"{counts.get('platelet', 0)} platelets (dashed on the image)"
             )
 
-    def chosen_models(self) -> list[str]:
-        names = []
+    def chosen_models(self) -> tuple[bool, list[str]]:
+        """(use models, names); every usable model ticked is stored as [] so new installs join in."""
+        ticked, usable = [], []
         for row in range(self.model_list.count()):
             item = self.model_list.item(row)
             folder = item.data(Qt.ItemDataRole.UserRole)
-            if folder and item.checkState() == Qt.CheckState.Checked:
-                names.append(str(folder))
-        return names
+            if not folder or not item.flags() & Qt.ItemFlag.ItemIsEnabled:
+                continue
+            usable.append(str(folder))
+            if item.checkState() == Qt.CheckState.Checked:
+                ticked.append(str(folder))
+        if not ticked:
+            return (not usable), []
+        return True, ([] if ticked == usable else ticked)
 
     def apply(self) -> dict[str, bool]:
         """Store the dialog's values; says which groups changed."""
         from leukview.core.errors import LeukViewError
 
         s = self.settings
+        use, names = self.chosen_models()
         changed = {
-            "models": self.chosen_models() != s.model_names,
+            "models": (use, names) != (s.use_models, s.model_names),
             "threshold": abs(self.threshold.value() - s.confidence_threshold) > 1e-9,
             "segmentation": False,
         }
@@ -358,7 +377,7 @@ class SettingsDialog(QDialog):
         except (LeukViewError, ValueError):
             seg = s.segmentation
         changed["segmentation"] = seg != (s.segmentation or self.form.params_class().to_dict())
-        s.model_names = self.chosen_models()
+        s.use_models, s.model_names = use, names
         s.confidence_threshold = self.threshold.value()
         s.advance = self.advance.isChecked()
         s.autosave = self.autosave.isChecked()

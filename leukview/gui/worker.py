@@ -117,6 +117,7 @@ class AnalysisRequest:
     pixel_size_um: float | None = None
     image_name: str | None = None
     model_names: list[str] | None = None
+    use_models: bool = True
     offset: tuple[int, int] = (0, 0)
     full_size: tuple[int, int] | None = None  # (width, height) of the whole image
 
@@ -155,7 +156,7 @@ class AnalysisJob(QObject):
         req = self.request
         try:
             self.progress.emit(0.0, "loading models")
-            loaded = self.models.load(req.model_names)
+            loaded = self.models.load(req.model_names) if req.use_models else LoadedModels()
             if self._cancel.is_set():
                 raise AnalysisCancelled()
             analysis = analyze_image(
