@@ -47,10 +47,11 @@ BUNDLE_INPUTS := pyproject.toml $(shell find leukview resources models -type f \
 	-not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null) \
 	$(addprefix installer/,leukview.spec entry.py bundlecheck.py build.py bundle-README.txt)
 
-# Freezing needs the app and PyInstaller (dev group), not the train group's torch.
+# Freezing needs the app and PyInstaller (dev group), not the train group's torch; an
+# up-to-date `make setup` venv already has both.
 $(VENV)/.stamp-bundle: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e ".[dev]"
+	test $(VENV)/.stamp-setup -nt pyproject.toml || $(PIP) install -q -e ".[dev]"
 	touch $@
 
 dist/leukview/BUILD_INFO.txt: $(VENV)/.stamp-bundle $(BUNDLE_INPUTS)

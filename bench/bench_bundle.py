@@ -44,7 +44,10 @@ def size_report(bundle: Path, top: int = 8) -> None:
     parts: dict[str, int] = defaultdict(int)
     for path in bundlecheck.bundle_files(bundle):
         rel = path.relative_to(bundle).parts
-        key = "/".join(rel[:2]) if rel[0] == "_internal" and len(rel) > 2 else rel[0]
+        if rel[0] == "_internal":
+            key = f"_internal/{rel[1]}" if len(rel) > 2 else "_internal/*.so* (shared libraries)"
+        else:
+            key = rel[0]
         parts[key] += path.lstat().st_size
     print(f"bundle: {bundle}")
     print(

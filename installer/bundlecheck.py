@@ -148,6 +148,8 @@ QT_PLUGIN_PATTERNS = (
     "plugins/platforms/*qminimalegl*",
     "plugins/platforms/*qvkkhrdisplay*",
     "plugins/platforms/*qvnc*",
+    # GTK3 theme: would pair the build machine's glib/cairo/pango with the PC's GTK
+    "plugins/platformthemes/*qgtk3*",
     "libqt6eglfs*",
     "libqt6network*",
     "qt6network*.dll",

@@ -10,7 +10,10 @@ in a network namespace with no interface but a downed loopback. It checks:
 1. ``leukview --version`` exits 0;
 2. ``leukview analyze <bundled sample> --out DIR --overlay`` exits 0 and writes a cells.json
    with cells, one model entry per model installed in the bundle, and the overlay PNG;
-3. ``leukview --screenshot OUT.png`` with ``QT_QPA_PLATFORM=offscreen`` exits 0 and writes a
+3. a tiny ONNX classifier (tests/onnx_factory.py) copied into the bundle's ``models/``, as IT
+   adds a model, is found and run: ``analyze`` then records it and its prediction for every
+   white cell (this also runs onnxruntime inside the frozen app);
+4. ``leukview --screenshot OUT.png`` with ``QT_QPA_PLATFORM=offscreen`` exits 0 and writes a
    PNG of at least 1280x800.
 
 Exit status 0 when every check passed, 1 otherwise; the failing command's output is printed.
@@ -97,6 +100,19 @@ def png_size(path: Path) -> tuple[int, int]:
     if header[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError(f"{path} is not a PNG")
     return struct.unpack(">II", header[16:24])
+
+
+def add_tiny_model(folder: Path) -> str | None:
+    """Write the test suite's tiny ONNX classifier into ``folder``; its name, or None."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from onnx_factory import make_tiny_classifier
+    except ImportError:
+        return None
+    finally:
+        sys.path.pop(0)
+    make_tiny_classifier(folder, ["lymphocyte", "neutrophil"])
+    return folder.name
 
 
 class Runner:
@@ -198,6 +214,33 @@ def smoke_test(bundle: Path, keep: bool = False, screenshot: bool = True) -> int
             overlay = out / f"{sample.stem}.overlay.png"
             runner.check("analyze", overlay.is_file(), "overlay PNG not written")
             runner.check("analyze", (out / "summary.csv").is_file(), "summary.csv not written")
+
+        # IT adds a model to the installed bundle: the frozen app must find it beside the
+        # executable and run it with onnxruntime (the shipped models may be none).
+        added = add_tiny_model(app / "models" / "smoke-test-added")
+        if added:
+            out2 = tmp / "out with added model"
+            command = [str(exe), "analyze", str(sample), "--out", str(out2), "--quiet"]
+            result = runner.run("analyze with a model added to models/", command)
+            if result:
+                document = json.loads(
+                    (out2 / f"{sample.stem}.cells.json").read_text(encoding="utf-8")
+                )
+                names = [m.get("name") for m in document.get("models", [])]
+                wbcs = [c for c in document.get("cells", []) if c.get("kind") == "wbc"]
+                runner.check("added model", added in names, f"models run: {names}")
+                runner.check(
+                    "added model",
+                    bool(wbcs) and all(added in c.get("predictions", {}) for c in wbcs),
+                    "white cells without a prediction of the added model",
+                )
+                providers = sorted({m.get("provider") for m in document.get("models", [])})
+                print(f"smoke_test: added model ran on {providers} for {len(wbcs)} white cell(s)")
+            shutil.rmtree(app / "models" / "smoke-test-added")
+        else:
+            print(
+                "smoke_test: model-adding check skipped (tests/onnx_factory.py or onnx unavailable)"
+            )
 
         if screenshot:
             shot = out / "main window.png"
