@@ -184,6 +184,9 @@ def test_corrupt_file_shows_error_and_app_stays_usable(qtbot, tmp_path: Path, mo
         # the field shown before is still open and reviewable
         assert window.path == field and window.session is not None
     window.select_cell(window.review.visible_order()[0])
+    window.review.text_filter.setFocus()  # Enter in a text field does not accept a cell
+    qtbot.keyClick(window.review.text_filter, Qt.Key.Key_Return)
+    assert not any(c.review.reviewed for c in window.analysis.cells)
     window.view.setFocus()
     key(qtbot, window, Qt.Key.Key_Return)
     assert any(c.review.reviewed for c in window.analysis.cells)

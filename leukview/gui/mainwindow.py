@@ -1062,7 +1062,7 @@ class MainWindow(QMainWindow):
             self.go_next()
 
     def accept_call(self) -> None:
-        if self.session is None or self.selected is None:
+        if self.session is None or self.selected is None or _typing():
             return
         call = cell_call(self.session.cell(self.selected), self.models)
         if call.label is None:
@@ -1080,7 +1080,11 @@ class MainWindow(QMainWindow):
 
     def _cell_changed(self, cell_id: int) -> None:
         self.overlay.refresh_cell(cell_id)
-        self.review.refresh_cell(cell_id)
+        if self.review.model.row_of(cell_id) is None and self.session is not None:
+            # a red cell or platelet the reviewer labelled joins the review list
+            self.review.set_cells(self.session.analysis.cells, self.models, self.settings.confidence_threshold)
+        else:
+            self.review.refresh_cell(cell_id)
         self.review.select_cell(self.selected)
 
     @Slot(int)
@@ -1471,6 +1475,13 @@ class MainWindow(QMainWindow):
             "ONNX white-cell classification with class-activation maps, review and report.</p>"
             "<p><b>Decision support only: not a diagnosis.</b></p>",
         )
+
+
+def _typing() -> bool:
+    """True while the keyboard focus is in a text field (Enter there must not accept a cell)."""
+    from PySide6.QtWidgets import QAbstractSpinBox, QLineEdit, QTextEdit
+
+    return isinstance(QApplication.focusWidget(), (QLineEdit, QAbstractSpinBox, QTextEdit))
 
 
 def _keys(texts: list[str], standard: QKeySequence.StandardKey) -> list[QKeySequence]:

@@ -477,6 +477,7 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.text_filter)
         layout.addWidget(self.tabs, 1)
         self.set_classes(review_classes([]))
+        self.update_progress()
 
     # -- content ------------------------------------------------------------
 
@@ -549,7 +550,7 @@ class ReviewPanel(QWidget):
         done = sum(1 for c in self.model.cells if c.review.reviewed)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
-        self.progress.setFormat(f"{done} of {total} reviewed" if total else "no white cells to review")
+        self.progress.setFormat(f"{done} of {total} reviewed" if total else "no white cell to review")
 
     # -- selection ----------------------------------------------------------
 
