@@ -47,6 +47,15 @@ def _application():
     return app
 
 
+def _has_display() -> bool:
+    """Whether Qt can open a window: always on Windows and macOS, with X11/Wayland/a platform set on Linux."""
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is not None or not sys.platform.startswith("linux"):
+        return True
+    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
 def _parse_size(text: str) -> tuple[int, int] | None:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -71,6 +80,8 @@ def take_screenshot(window, out: Path, image: Path, size: tuple[int, int]) -> in
         return 1
     QApplication.processEvents()
     window.view.fit()
+    if window.models:
+        window.set_heat_mode("selected")  # show what the explanation looks like
     if window.selected is not None:
         window.select_cell(window.selected, centre=False)
     for _ in range(5):
@@ -105,6 +116,17 @@ def main(argv: Sequence[str]) -> int:
     if size is None:
         print("leukview: error: --size must be WxH, at least 1280x800", file=sys.stderr)
         return 2
+
+    if args.screenshot:
+        # a screenshot needs no screen; a window flashing on one would only distract
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif not _has_display():
+        print(
+            "leukview: error: no display to open the viewer on (DISPLAY is not set); "
+            "use `leukview analyze`, or --screenshot with QT_QPA_PLATFORM=offscreen",
+            file=sys.stderr,
+        )
+        return 1
 
     app = _application()
     from .mainwindow import MainWindow, default_sample

@@ -72,7 +72,7 @@ class DifferentialPanel(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in (1, 2, 3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.verticalHeader().setDefaultSectionSize(20)
         self.note = QLabel(
             "Percentages are of classified white cells; erythroblasts, platelets and artefacts are counted "
             "but not part of that total."

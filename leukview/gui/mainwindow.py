@@ -200,6 +200,8 @@ class MainWindow(QMainWindow):
         self.view = SlideView(self.scene)
         self.overlay = CellOverlay(self.scene)
         self.overlay.threshold = self.settings.confidence_threshold
+        self.overlay.options.heat_mode = self.settings.heat_mode
+        self.overlay.options.heat_opacity = self.settings.heat_opacity
         self.view.cell_at = self.overlay.cell_at
         self.view.cell_clicked.connect(self._view_clicked)
         self.view.cell_menu.connect(self._show_cell_menu)
@@ -212,6 +214,7 @@ class MainWindow(QMainWindow):
         self._build_status()
         self._build_actions()
         self._build_menus()
+        self._build_toolbar()
 
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setSingleShot(True)
@@ -283,7 +286,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.review_dock, self.differential_dock, Qt.Orientation.Vertical)
         self.resizeDocks([self.review_dock], [470], Qt.Orientation.Horizontal)
         self.resizeDocks([self.overview_dock], [250], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.review_dock, self.differential_dock], [500, 400], Qt.Orientation.Vertical)
+        self.resizeDocks([self.review_dock, self.differential_dock], [430, 470], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -415,7 +418,9 @@ class MainWindow(QMainWindow):
         self.act_zoom_out = a("Zoom &out", lambda: self.view.zoom_by(0.8), ["-", "Ctrl+-"])
         self.act_fit = a("&Fit to window", self.view.fit, ["F", "Ctrl+0"])
         self.act_actual = a("&Actual size (1:1)", self.view.actual_size, ["Ctrl+1"])
+        self.act_actual.setIconText("1:1")
         self.act_heat = a("Cycle &heatmap (off / cell / field)", self.cycle_heatmap, "H")
+        self.act_heat.setIconText("Heatmap (H)")
         self.act_labels = a("Toggle &labels", lambda: self.layer_boxes["labels"].toggle(), "L")
 
         self.act_analyse = a("&Analyse", self.analyse, "Ctrl+R", "Segment and classify the image")
@@ -476,6 +481,35 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self._action("&Keyboard shortcuts", self.show_shortcuts, "F1"))
         help_menu.addAction(self._action("&About LeukView", self.show_about))
+
+    def _build_toolbar(self) -> None:
+        from PySide6.QtWidgets import QStyle, QToolBar
+
+        bar = QToolBar("Main", self)
+        bar.setObjectName("main_toolbar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        style = self.style()
+        icons = {
+            self.act_open: QStyle.StandardPixmap.SP_DialogOpenButton,
+            self.act_analyse: QStyle.StandardPixmap.SP_MediaPlay,
+            self.act_fit: QStyle.StandardPixmap.SP_TitleBarMaxButton,
+            self.act_save: QStyle.StandardPixmap.SP_DialogSaveButton,
+            self.act_pdf: QStyle.StandardPixmap.SP_FileDialogDetailedView,
+        }
+        for action, pixmap in icons.items():
+            action.setIcon(style.standardIcon(pixmap))
+        for action, text in ((self.act_open, "Open"), (self.act_analyse, "Analyse"), (self.act_fit, "Fit"),
+                             (self.act_save, "Save"), (self.act_pdf, "PDF report")):  # fmt: skip
+            action.setIconText(text)
+        for action in (self.act_open, self.act_analyse, None, self.act_fit, self.act_actual, None,
+                       self.act_heat, None, self.act_save, self.act_pdf):  # fmt: skip
+            if action is None:
+                bar.addSeparator()
+            else:
+                bar.addAction(action)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.toolbar = bar
 
     def _fill_review_menu(self) -> None:
         menu = self.review_menu
@@ -924,7 +958,7 @@ class MainWindow(QMainWindow):
         for name in [*self.classes(), "unclassified"]:
             box = QCheckBox(pretty(name))
             box.setChecked(name not in self.overlay.options.hidden_classes)
-            colour = class_colour(None if name == "unclassified" else name).name()
+            colour = "#D0D0D0" if name == "unclassified" else class_colour(name).name()
             box.setStyleSheet(f"QCheckBox {{ color: palette(text); }} QCheckBox::indicator:checked {{ background: {colour}; border: 1px solid #555; }}")
             box.toggled.connect(lambda on, n=name: self._set_class_visible(n, on))
             self.class_layout.addWidget(box)
@@ -961,6 +995,7 @@ class MainWindow(QMainWindow):
     def _heat_mode_changed(self, button: QRadioButton, checked: bool) -> None:
         if checked:
             self.overlay.options.heat_mode = str(button.property("mode"))
+            self.settings.heat_mode = self.overlay.options.heat_mode
             self.overlay.apply_options()
 
     def set_heat_mode(self, mode: str) -> None:
@@ -972,7 +1007,8 @@ class MainWindow(QMainWindow):
         modes = ["off", "selected", "all"]
         current = self.overlay.options.heat_mode
         self.set_heat_mode(modes[(modes.index(current) + 1) % len(modes)])
-        self.statusBar().showMessage(f"Heatmap: {self.overlay.options.heat_mode}", 2000)
+        names = {"off": "off", "selected": "selected cell", "all": "all cells (field)"}
+        self.statusBar().showMessage(f"Heatmap: {names[self.overlay.options.heat_mode]}", 3000)
 
     def _heat_model_changed(self, _index: int) -> None:
         self.overlay.options.heat_model = self.heat_model.currentData()
@@ -980,6 +1016,7 @@ class MainWindow(QMainWindow):
 
     def _opacity_changed(self, value: int) -> None:
         self.overlay.options.heat_opacity = value / 100.0
+        self.settings.heat_opacity = value / 100.0
         self.overlay.apply_options()
 
     # ------------------------------------------------------------ selection

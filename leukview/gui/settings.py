@@ -124,6 +124,24 @@ class AppSettings:
         self.store.setValue("session/analyse_on_open", bool(value))
 
     @property
+    def heat_mode(self) -> str:
+        """Class-activation heatmap: ``off`` (default, the cells stay clean), ``selected`` or ``all``."""
+        mode = str(self.store.value("view/heat_mode", "off"))
+        return mode if mode in ("off", "selected", "all") else "off"
+
+    @heat_mode.setter
+    def heat_mode(self, mode: str) -> None:
+        self.store.setValue("view/heat_mode", mode)
+
+    @property
+    def heat_opacity(self) -> float:
+        return min(1.0, max(0.0, self._get("view/heat_opacity", 0.5, float)))
+
+    @heat_opacity.setter
+    def heat_opacity(self, value: float) -> None:
+        self.store.setValue("view/heat_opacity", float(value))
+
+    @property
     def recent(self) -> list[str]:
         raw = self.store.value("files/recent", "[]")
         try:
