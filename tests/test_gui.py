@@ -289,3 +289,18 @@ def test_cancel_leaves_the_window_as_it_was_and_autosave_writes_the_session(
     window.classify("monocyte", cell_id=cell_id)
     qtbot.waitUntil(lambda: load_session(target).cell(cell_id).review.label == "monocyte", timeout=5000)
     assert not window.dirty and not dialogs
+
+
+def test_opening_another_image_during_analysis_drops_the_old_result(
+    qtbot, tmp_path: Path, models_dir: Path, field: Path, data_dir: Path, dialogs
+):
+    other = tmp_path / "BloodImage_00214.jpg"
+    shutil.copy(data_dir / "bccd" / "JPEGImages" / other.name, other)
+    window = make_window(qtbot, tmp_path, models_dir)
+    assert window.open_image(field)
+    assert window.runner.busy
+    assert window.open_image(other)  # does not wait for the first analysis
+    qtbot.waitUntil(lambda: window.session is not None and not window.runner.busy, timeout=ANALYSIS_TIMEOUT_MS)
+    qtbot.wait(200)  # time for a stale result to arrive, if it could
+    assert window.path == other and window.analysis.image == str(other)
+    assert not session_path(field).exists() or load_session(session_path(field)).analysis.image == str(field)

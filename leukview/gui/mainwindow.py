@@ -709,7 +709,7 @@ class MainWindow(QMainWindow):
 
     def close_image(self) -> None:
         """Save and forget the current image (the window stays open)."""
-        self.runner.stop()
+        self.runner.retire()
         self._set_busy(False)
         if self.dirty:
             self.autosave(force=True)
@@ -868,7 +868,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _analysis_done(self, outcome: AnalysisOutcome) -> None:
         self._set_busy(False)
-        self.runner.stop()
+        self.runner.retire()  # the job is done; its thread ends on its own
         self._update_enabled()
         analysis = outcome.analysis
         if self.source is None or (analysis.width, analysis.height) != (self.source.width, self.source.height):
@@ -904,14 +904,14 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _analysis_failed(self, reason: str) -> None:
         self._set_busy(False)
-        self.runner.stop()
+        self.runner.retire()  # the job is done; its thread ends on its own
         self._update_enabled()
         self.error("Analysis failed", reason)
 
     @Slot()
     def _analysis_cancelled(self) -> None:
         self._set_busy(False)
-        self.runner.stop()
+        self.runner.retire()  # the job is done; its thread ends on its own
         self._update_enabled()
         self.statusBar().showMessage("Analysis cancelled; nothing was changed", 5000)
 

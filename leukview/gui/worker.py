@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import traceback
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,19 +188,25 @@ class AnalysisJob(QObject):
 
 
 class AnalysisRunner(QObject):
-    """Owns the one analysis thread; starting a new job cancels the running one."""
+    """Owns the analysis thread.
+
+    Starting a job, or opening another image, retires the running job: it is
+    cancelled and disconnected, and finishes on its own (cancellation is
+    polled between stages), so the window never waits for it.
+    """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.job: AnalysisJob | None = None
         self.thread: QThread | None = None
+        self._retired: list[tuple[AnalysisJob, QThread]] = []
 
     @property
     def busy(self) -> bool:
         return self.thread is not None and self.thread.isRunning()
 
     def start(self, job: AnalysisJob) -> None:
-        self.stop()
+        self.retire()
         thread = QThread()
         job.moveToThread(thread)
         thread.started.connect(job.run)
@@ -210,16 +218,31 @@ class AnalysisRunner(QObject):
         if self.job is not None:
             self.job.cancel()
 
-    def stop(self, wait_ms: int = 30000) -> None:
-        """Cancel and wait for the running job (used before a new one and on close)."""
-        if self.thread is None:
+    def retire(self) -> None:
+        """Let go of the current job without waiting: its results will not be delivered."""
+        if self.thread is None or self.job is None:
             return
-        if self.job is not None:
-            self.job.cancel()
-        self.thread.quit()
-        self.thread.wait(wait_ms)
-        self.thread = None
-        self.job = None
+        job, thread = self.job, self.thread
+        job.cancel()
+        for signal in (job.progress, job.succeeded, job.failed, job.cancelled):
+            # nothing connected is fine: PySide warns or raises then
+            with warnings.catch_warnings(), contextlib.suppress(RuntimeError, TypeError):
+                warnings.simplefilter("ignore")
+                signal.disconnect()
+        self._retired.append((job, thread))
+        self.job = self.thread = None
+        self._reap()
+
+    def _reap(self) -> None:
+        self._retired = [(j, t) for j, t in self._retired if not t.wait(0)]
+
+    def stop(self, wait_ms: int = 30000) -> None:
+        """Cancel everything and wait for the threads (on close)."""
+        self.retire()
+        for _, thread in self._retired:
+            thread.quit()
+            thread.wait(wait_ms)
+        self._retired = []
 
 
 class _PreviewSignals(QObject):
