@@ -335,3 +335,25 @@ def test_xgboost_head_becomes_one_onnx_graph(tmp_path: Path) -> None:
     probs, features = sess.run(["probabilities", "features"], {"input": x})
     assert features.shape[:2] == (24, model.num_features)
     assert np.abs(probs - booster.predict_proba(pooled)).max() <= 1e-4
+
+
+def test_manifest_from_class_patient_folders(data_dir: Path, tmp_path: Path) -> None:
+    """training.manifest: class/patient folders -> path,label,group rows that the loader reads back."""
+    import shutil
+
+    from training.manifest import scan, write_manifest
+
+    pbc = data_dir / "pbc"
+    for cls in ("basophil", "eosinophil"):
+        for i, image in enumerate(sorted((pbc / cls).iterdir())[:4]):
+            target = tmp_path / "cells" / cls / f"patient{i % 2}" / image.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, target)
+    rows = scan(tmp_path / "cells")
+    assert len(rows) == 8 and {r[2] for r in rows} == {"patient0", "patient1"}
+    out = write_manifest(rows, tmp_path / "out" / "cells.csv", tmp_path / "cells")
+    sources = tdata.manifest_dataset(out)
+    assert all(s.path.is_file() for s in sources)
+    assert Counter(s.label for s in sources) == {"basophil": 4, "eosinophil": 4}
+    with pytest.raises(tdata.DataError, match="no images"):
+        scan(tmp_path / "out")

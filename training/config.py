@@ -108,6 +108,7 @@ class Config:
     cache_dir: str = "cache"
     runs_dir: str = "runs"
     colour_norm: str = "none"
+    reuse_segmentation: bool = False
     crop: CropRule = field(default_factory=CropRule)
     split: dict[str, Any] = field(default_factory=dict)
     eval_data: list[dict[str, Any]] = field(default_factory=list)

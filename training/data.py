@@ -27,6 +27,7 @@ How cells are found (``Source.finder``):
 Loaders: :func:`folder_dataset` (a folder per class, PBC layout),
 :func:`cnmc_dataset` (C-NMC 2019 official or Kaggle layout, subjects from
 file names), :func:`taleqani_dataset`, :func:`bccd_dataset`,
+:func:`zheng_dataset` (Zheng et al. 2018 labelled white cells),
 :func:`manifest_dataset` (a CSV ``path,label,group`` for a hospital's own
 data).
 
@@ -37,6 +38,7 @@ image) on both sides.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import inspect
 import json
@@ -304,6 +306,44 @@ def bccd_dataset(root: str | os.PathLike[str], label_map: dict[str, str] | None 
     return sources
 
 
+ZHENG_LABELS = {"1": "neutrophil", "2": "lymphocyte", "3": "monocyte", "4": "eosinophil", "5": "basophil"}
+
+
+def zheng_dataset(
+    root: str | os.PathLike[str], subsets: Sequence[int] = (1, 2), label_map: dict[str, str] | None = None
+) -> list[Source]:
+    """Zheng et al. 2018 white-cell images: ``dataset{1,2}/images/NNN.png`` and ``dataset{1,2}_labels.csv``.
+
+    One white cell per image (``centre`` finder); labels 1 neutrophil,
+    2 lymphocyte, 3 monocyte, 4 eosinophil, 5 basophil (the authors warn they
+    were not checked by experts). dataset1: rapid stain, 120x120;
+    dataset2: standard stain, 300x300.
+
+    Returns
+    -------
+    sources : list of Source
+        Group = the image.
+    """
+    root = Path(root)
+    mapping = label_map or ZHENG_LABELS
+    sources = []
+    for k in subsets:
+        table = root / f"dataset{k}_labels.csv"
+        if not table.is_file():
+            raise DataError("label table not found", table)
+        with table.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))[1:]
+        for row in rows:
+            if len(row) < 2 or row[1].strip() not in mapping:
+                continue
+            image = root / f"dataset{k}" / "images" / f"{int(row[0]):03d}.png"
+            if image.is_file():
+                sources.append(Source(image, mapping[row[1].strip()], f"dataset{k}/{image.stem}", "centre"))
+    if not sources:
+        raise DataError("no labelled Zheng images found", root)
+    return sources
+
+
 def manifest_dataset(path: str | os.PathLike[str], finder: str = "centre") -> list[Source]:
     """A CSV manifest of a hospital's own cells.
 
@@ -413,8 +453,13 @@ def app_segmenter(image: np.ndarray) -> list[Cell]:
     return list(segment(image).cells)
 
 
+@functools.lru_cache(maxsize=1)
 def segmenter_fingerprint() -> str:
-    """Changes whenever the app's segmentation code or default parameters change."""
+    """Changes whenever the app's segmentation code or default parameters change.
+
+    Computed once per process, right after the segmentation module is
+    imported, so it describes the code that actually runs.
+    """
     from leukview.core import measure, segment
 
     digest = hashlib.sha256()
@@ -603,6 +648,7 @@ def extract_crops(
     segmenter: Segmenter | None = None,
     fallback: bool = True,
     progress: bool = True,
+    reuse_segmentation: bool = False,
 ) -> CropSet:
     """Find the cells of every source and cut them with the app's :func:`crop_cell`.
 
@@ -626,6 +672,11 @@ def extract_crops(
         the mean white-cell diameter of the dataset instead of dropping the image.
     progress : bool
         Show progress bars.
+    reuse_segmentation : bool
+        When the segmentation code changed since these images were segmented,
+        reuse the newest cached segmentation of the same images instead of
+        segmenting again (logged; the crops then come from that older code,
+        whose fingerprint the report records).
 
     Returns
     -------
@@ -634,7 +685,7 @@ def extract_crops(
     if not sources:
         raise DataError(f"dataset '{name}' has no images")
     needs_segmentation = any(s.finder != "mask" for s in sources)
-    fingerprint = segmenter_fingerprint() if needs_segmentation and segmenter is None else "custom"
+    fingerprint = "none" if not needs_segmentation else ("custom" if segmenter is not None else segmenter_fingerprint())
     listing = hashlib.sha256(
         json.dumps([[str(s.path), s.label, s.group, s.finder, s.boxes, s.labels] for s in sources]).encode()
     ).hexdigest()[:12]
@@ -647,6 +698,18 @@ def extract_crops(
         return CropSet.load(crop_file)
 
     cells_file = cache / "cells" / f"{name}-{listing}-{fingerprint}-v{CACHE_VERSION}.json" if cache and needs_segmentation else None
+    if cells_file and not cells_file.is_file() and reuse_segmentation:
+        older = sorted(cells_file.parent.glob(f"{name}-{listing}-*-v{CACHE_VERSION}.json"), key=os.path.getmtime)
+        if older:
+            log.warning("%s: segmentation code changed; reusing the cached segmentation %s", name, older[-1].name)
+            cells_file = older[-1]
+            fingerprint = cells_file.stem.split("-")[-2]
+            crop_key = hashlib.sha256(json.dumps(
+                [listing, fingerprint, rule.to_dict(), size, fallback, _crop_code_version(), CACHE_VERSION]
+            ).encode()).hexdigest()[:12]
+            crop_file = cache / "crops" / f"{name}-{crop_key}.npz" if cache else None
+            if crop_file and crop_file.is_file():
+                return CropSet.load(crop_file)
     found = segment_sources(sources, cells_file, segmenter, progress) if needs_segmentation else {}
 
     picks: list[tuple[Source, Cell | None, str, str]] = []
@@ -704,6 +767,7 @@ def extract_crops(
         np.array(boxes, dtype=np.int32).reshape(-1, 4), np.array(hows, dtype=str), report,
     )
     if crop_file:
+        result.report["cache_file"] = str(crop_file)
         result.save(crop_file)
     return result
 
@@ -831,7 +895,7 @@ def load_sources(spec: dict[str, Any], data_root: str | os.PathLike[str] | None 
     Parameters
     ----------
     spec : dict
-        ``{"kind": "folder"|"cnmc"|"taleqani"|"bccd"|"manifest", "root": PATH, ...}``
+        ``{"kind": "folder"|"cnmc"|"taleqani"|"bccd"|"zheng"|"manifest", "root": PATH, ...}``
         plus the loader's keyword arguments (``classes``, ``label_map``,
         ``block``, ``folds``, ``finder``); ``limit`` keeps the first n
         images per label (for quick runs and tests).
@@ -847,6 +911,7 @@ def load_sources(spec: dict[str, Any], data_root: str | os.PathLike[str] | None 
     root = Path(os.path.expandvars(str(spec.pop("root"))))
     if not root.is_absolute() and data_root is not None:
         root = Path(data_root) / root
+    root = root.resolve()  # one spelling per file, so caches match however the root was given
     limit = spec.pop("limit", None)
     spec.pop("name", None)
     loaders: dict[str, Callable[..., list[Source]]] = {
@@ -855,6 +920,7 @@ def load_sources(spec: dict[str, Any], data_root: str | os.PathLike[str] | None 
         "taleqani": taleqani_dataset,
         "bccd": bccd_dataset,
         "manifest": manifest_dataset,
+        "zheng": zheng_dataset,
     }
     if kind not in loaders:
         raise DataError(f"unknown dataset kind {kind!r}; choose one of {', '.join(loaders)}")

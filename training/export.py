@@ -420,9 +420,9 @@ def _fmt(value: Any) -> str:
 def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: dict[str, Any],
                run_dir: Path) -> str:
     """The model card: purpose, limits, data, split, figures, command, time, machine."""
-    notes_path = Path(config.source).with_suffix(".card.md") if config.source else None
-    if notes_path and notes_path.name == "config.card.md":
-        notes_path = None
+    # hand-written notes beside the original config (e.g. training/configs/wbc-type.card.md)
+    source = result.get("config_source") or Path(__file__).parent / "configs" / f"{config.name}.toml"
+    notes_path = Path(source).with_suffix(".card.md") if source else None
     notes = notes_path.read_text(encoding="utf-8") if notes_path and notes_path.is_file() else ""
     lines = [
         f"# {spec.name} {spec.version}",

@@ -91,13 +91,20 @@ def _concat(sets: list[CropSet], names: list[str]) -> CropSet:
     )
 
 
-def _crops_for(config: Config, entry: dict[str, Any], progress: bool) -> CropSet:
+def _crops_for(config: Config, entry: dict[str, Any], progress: bool, pinned: dict[str, str]) -> CropSet:
+    """Crops of one dataset: the run's own cached crops when it has them, else extracted (and cached)."""
     name = entry.get("name") or Path(str(entry["root"])).name
+    if name in pinned and Path(pinned[name]).is_file():
+        # a run keeps its crops even when the segmentation code changes later
+        return CropSet.load(pinned[name])
     sources = load_sources(loader_args(entry), config.resolved_data_root())
-    return extract_crops(
+    crops = extract_crops(
         sources, config.crop, config.input_size, cache_dir=config.cache_dir, name=name,
-        fallback=config.fallback, progress=progress,
+        fallback=config.fallback, progress=progress, reuse_segmentation=config.reuse_segmentation,
     )
+    if "cache_file" in crops.report:
+        pinned[name] = crops.report["cache_file"]
+    return crops
 
 
 def _encode(labels: np.ndarray, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +121,9 @@ def _encode(labels: np.ndarray, classes: list[str], where: str) -> tuple[np.ndar
 def prepare(config: Config, run_dir: Path, progress: bool = True) -> Prepared:
     """Crops, the grouped split (made once, then read back) and the test sets."""
     names = [e.get("name") or Path(str(e["root"])).name for e in config.train_data]
-    sets = [_crops_for(config, e, progress) for e in config.train_data]
+    pinned_file = run_dir / "data.json"
+    pinned: dict[str, str] = json.loads(pinned_file.read_text()) if pinned_file.is_file() else {}
+    sets = [_crops_for(config, e, progress, pinned) for e in config.train_data]
     reports = {n: s.report for n, s in zip(names, sets, strict=True)}
     for n, s in zip(names, sets, strict=True):
         log.info("data %s: %d cells from %d images; %s", n, len(s), s.report.get("images"),
@@ -142,12 +151,13 @@ def prepare(config: Config, run_dir: Path, progress: bool = True) -> Prepared:
     eval_sets = {}
     for entry in config.eval_data:
         name = entry.get("name") or Path(str(entry["root"])).name
-        cs = _crops_for(config, entry, progress)
+        cs = _crops_for(config, entry, progress, pinned)
         ey, eknown = _encode(cs.labels, config.classes, name)
         eval_sets[name] = (cs.subset(np.flatnonzero(eknown)), ey[eknown], entry)
         reports[name] = cs.report
         log.info("test set %s: %d cells %s; %s", name, int(eknown.sum()), dict(Counter(cs.labels[eknown].tolist())),
                  {k: v for k, v in cs.report.items() if k not in ("segmenter",)})
+    write_json(pinned_file, pinned)
     return Prepared(crops, y, index, split_doc, eval_sets, reports)
 
 
@@ -450,7 +460,7 @@ def run(config: Config, run_dir: Path | None = None, fresh: bool = False, progre
     started = time.time()
     run_dir = Path(run_dir or Path(config.runs_dir) / config.name)
     if fresh:
-        for name in ("last.pt", "best.pt", "split.json"):
+        for name in ("last.pt", "best.pt", "split.json", "data.json"):
             (run_dir / name).unlink(missing_ok=True)
     setup_logging(run_dir)
     torch.set_num_threads(max(1, config.train.threads))
@@ -470,6 +480,7 @@ def run(config: Config, run_dir: Path | None = None, fresh: bool = False, progre
         "name": config.name,
         "model": config.model,
         "command": command,
+        "config_source": config.source,
         "machine": machine(),
         "wall_time_s": round(spent + time.time() - started, 1),
         "best_epoch": model.best_epoch,  # type: ignore[attr-defined]
@@ -484,6 +495,21 @@ def run(config: Config, run_dir: Path | None = None, fresh: bool = False, progre
     return result
 
 
+def manifest_overrides(manifest: str) -> dict[str, Any]:
+    """Config overrides that train on a hospital's manifest: its data, its classes, no other test sets."""
+    from .data import manifest_dataset
+
+    path = Path(manifest).resolve()
+    labels = sorted({s.label for s in manifest_dataset(path)})
+    if len(labels) < 2:
+        raise LeukViewError("the manifest needs at least two labels", path)
+    return {
+        "train_data": [{"name": path.stem, "kind": "manifest", "root": str(path), "licence": "the hospital's own data"}],
+        "classes": labels,
+        "eval_data": [],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="TOML or JSON training config")
@@ -492,8 +518,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="backbone checkpoint to start from (overrides the config)")
     parser.add_argument("--epochs", type=int, help="override [train] epochs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--manifest", help="train on a CSV manifest (path,label,group) instead of the config's "
+                        "data; the classes become the manifest's labels and the config's test sets are dropped")
+    parser.add_argument("--name", help="model name (default: the config's)")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {}
+    if args.manifest:
+        try:
+            overrides.update(manifest_overrides(args.manifest))
+            base = load_config(args.config)
+            if base.positive_class not in overrides["classes"]:
+                overrides["positive_class"] = None
+        except LeukViewError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args.name:
+        overrides["name"] = args.name
     if args.weights:
         overrides["weights"] = args.weights
     if args.epochs:
