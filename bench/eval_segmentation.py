@@ -114,7 +114,7 @@ def match(pred_centroids: list[tuple[float, float]], pred_boxes: list[Box], trut
     dist = np.hypot(pc[:, None, 0] - tc[None, :, 0], pc[:, None, 1] - tc[None, :, 1])
     cost = np.where(ok, dist, 1e9)
     rows, cols = linear_sum_assignment(cost)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if ok[r, c]]
 
 
 @dataclass

@@ -55,6 +55,10 @@ __all__ = [
 ]
 
 
+#: A red cell's diameter relative to a white cell's, for crops that hold only a white cell.
+WHITE_TO_RED_DIAMETER = 0.8
+
+
 @dataclass(frozen=True)
 class SegmentationParams:
     """Every tunable of :func:`segment`, with defaults that work across stains.
@@ -90,17 +94,23 @@ class SegmentationParams:
     lobe_merge_distance: float = 0.5
     """Nuclear fragments closer than this (× d) are lobes of one cell."""
 
-    split_depth: float = 0.2
+    split_depth: float = 0.3
     """Touching nuclei are split where the waist between them is this much thinner (× d) than each."""
 
     split_min_radius: float = 0.25
     """A nucleus core must be at least this thick (half-width, × d) to seed its own cell."""
 
-    min_split_nucleus_area: float = 0.35
+    min_split_nucleus_area: float = 0.4
     """Touching nuclei are split only if each piece has at least this area (× red-cell area)."""
 
-    min_wbc_nucleus_area: float = 0.15
+    min_split_group_area: float = 1.3
+    """Nuclear groups smaller than this (× red-cell area) are one cell, never split."""
+
+    min_wbc_nucleus_area: float = 0.3
     """Smallest white-cell nucleus (× red-cell area); smaller stained specks are platelets."""
+
+    min_nucleus_thickness: float = 0.15
+    """A white-cell nucleus is at least this thick somewhere (half-width, × d); platelet clumps are thinner."""
 
     min_platelet_area: float = 0.01
     """Smallest platelet (× red-cell area); smaller specks are noise."""
@@ -454,7 +464,15 @@ def _estimate_at(rgb: np.ndarray, params: SegmentationParams) -> float:
         dist, min_distance=max(2, int(0.8 * r)), threshold_abs=max(2.0, 0.5 * r), exclude_border=False
     )
     if len(coords):
-        r = float(np.median(dist[tuple(coords.T)]))
+        heights = dist[tuple(coords.T)]
+        # Peaks inside white cells say nothing about red cells; a crop around one
+        # white cell (no red-cell peaks) falls back to a bit less than its size.
+        stained = cv2.dilate((ch.nuclear > ch.nucleus_threshold).astype(np.uint8), _disk(2)) > 0
+        red = ~stained[tuple(coords.T)]
+        if np.count_nonzero(red) >= 2:
+            r = float(np.median(heights[red]))
+        else:
+            r = WHITE_TO_RED_DIAMETER * float(np.median(heights))
     return 2.0 * r + 1.0
 
 
@@ -522,7 +540,7 @@ def segment(
     if params.detect_rbc or n_wbc:
         near = cv2.dilate((zones > 0).astype(np.uint8), _disk(0.15 * ds)) > 0
         cores = (h_maxima(dist, max(0.5, params.rbc_split_depth * ds)) > 0) & (dist >= 0.25 * ds) & ~near
-        core_lab, n_core = ndi.label(cores)
+        core_lab, n_core = _label_cores(cores, 0.1 * ds)
         markers = np.where(cores, core_lab + n_wbc, markers).astype(np.int32)
     flood = watershed(-dist, markers, mask=body)
 
@@ -550,6 +568,13 @@ def segment(
         rgb, scale, d, params, pixel_size_um, wbc_labels, wbc_nuc, n_wbc, rbc_labels, n_rbc,
         plt_labels, ch,
     )
+
+
+def _label_cores(cores: np.ndarray, join: float) -> tuple[np.ndarray, int]:
+    """Label watershed seeds; pieces of one plateau closer than ``join`` px are one seed."""
+    grown = cv2.dilate(cores.astype(np.uint8), _disk(join)) if join >= 1 else cores.astype(np.uint8)
+    lab, n = ndi.label(grown, structure=np.ones((3, 3), bool))
+    return np.where(cores, lab, 0).astype(np.int32), int(n)
 
 
 def _fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
@@ -590,7 +615,14 @@ def _nucleus_groups(
     merged = _fill_small_holes(merged | nuc, 0.5 * rbc_area)
     group_lab, n_group = ndi.label(merged)
     sizes = np.bincount(group_lab.ravel(), weights=nuc.ravel(), minlength=n_group + 1)
-    is_wbc = sizes >= params.min_wbc_nucleus_area * rbc_area
+    # Thickness (largest half-width of stained pixels) tells a nucleus from a clump of
+    # platelet granules of the same area.
+    nuc_dist = cv2.distanceTransform(nuc.astype(np.uint8), cv2.DIST_L2, 5)
+    thick = np.zeros(n_group + 1)
+    thick[1:] = ndi.maximum(nuc_dist, group_lab, np.arange(1, n_group + 1))
+    is_wbc = (sizes >= params.min_wbc_nucleus_area * rbc_area) & (
+        thick >= params.min_nucleus_thickness * ds
+    )
     is_wbc[0] = False
     is_plt = (~is_wbc) & (sizes >= params.min_platelet_area * rbc_area)
     is_plt[0] = False
@@ -605,7 +637,7 @@ def _nucleus_groups(
     cores = (h_maxima(dist, max(0.5, params.split_depth * ds)) > 0) & (
         dist >= params.split_min_radius * ds
     )
-    markers, n_mk = ndi.label(cores)
+    markers, n_mk = _label_cores(cores, 0.1 * ds)
     have = np.zeros(n_group + 1, bool)
     have[np.unique(group_lab[cores])] = True
     missing = np.flatnonzero(is_wbc & ~have)
@@ -625,6 +657,8 @@ def _nucleus_groups(
     small_piece[0] = False
     bad_group = np.zeros(n_group + 1, bool)
     bad_group[piece_group[small_piece]] = True
+    # Lobes of one cell: a group no larger than one big nucleus is never split.
+    bad_group |= sizes < params.min_split_group_area * rbc_area
     first_piece = np.zeros(n_group + 1, np.int64)
     order = np.arange(n_split, 0, -1)
     first_piece[piece_group[order]] = order  # lowest piece id per group wins
