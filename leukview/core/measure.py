@@ -32,7 +32,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import perimeter as _skimage_perimeter
 
 from .errors import LeukViewError
 
@@ -127,14 +126,18 @@ def perimeter(mask: np.ndarray) -> float:
     Returns
     -------
     float
-        Crofton-style estimate from :func:`skimage.measure.perimeter` (4-neighbour
-        weighting), within a few per cent of the true length for smooth shapes.
+        Length of the outer boundary (every part, holes not counted), traced
+        through the boundary pixels and simplified to within 0.7 px so the
+        staircase of a digitised edge does not add length: within about 3 % of
+        the true length for a disc of radius 5 px or more.
     """
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return 0.0
-    # Pad so a region that touches the crop edge still has a closed boundary.
-    return float(_skimage_perimeter(np.pad(mask, 1), neighborhood=4))
+    contours, _ = cv2.findContours(
+        np.pad(mask, 1).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+    )
+    return float(sum(cv2.arcLength(cv2.approxPolyDP(c, 0.7, True), True) for c in contours))
 
 
 def circularity(area: float, perim: float) -> float:
@@ -170,7 +173,7 @@ def lobe_count(nucleus_mask: np.ndarray, min_area: int = 4) -> int:
     frag, n_frag = ndi.label(mask)
     sizes = np.bincount(frag.ravel(), minlength=n_frag + 1)
     dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    peak = ndi.maximum(dist, frag, index=np.arange(1, n_frag + 1))
+    peak = label_max(dist, frag, n_frag)[1:]
     keep = np.zeros(n_frag + 1, dtype=bool)
     keep[1:] = sizes[1:] >= min_area
     if not keep.any():
@@ -182,6 +185,48 @@ def lobe_count(nucleus_mask: np.ndarray, min_area: int = 4) -> int:
     core = keep[frag] & (dist >= thresh[frag]) & (dist > 0)
     _, n_core = ndi.label(core)
     return max(int(n_core), 1)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of a binary mask (as ``scipy.ndimage.binary_fill_holes``, much faster).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (h, w)
+
+    Returns
+    -------
+    ndarray of bool, shape (h, w)
+        Every background pixel not connected (4-neighbours) to the border is set.
+    """
+    m = np.asarray(mask, dtype=bool)
+    if m.size == 0:
+        return m.copy()
+    outside = np.pad(~m, 1, constant_values=True).astype(np.uint8)
+    # Flood the background from the (padded) corner; what it cannot reach is a hole.
+    flood = np.zeros((outside.shape[0] + 2, outside.shape[1] + 2), np.uint8)
+    cv2.floodFill(outside, flood, (0, 0), 2, flags=4)
+    return (outside[1:-1, 1:-1] != 2)
+
+
+def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Maximum of ``values`` per label 0..n (0 where a label is absent).
+
+    Parameters
+    ----------
+    values : ndarray of float, shape (h, w)
+    labels : ndarray of int, shape (h, w)
+        Labels 0..n (0 counts too, as background).
+    n : int
+
+    Returns
+    -------
+    ndarray of float64, shape (n + 1,)
+    """
+    out = np.zeros(n + 1, np.float64)
+    sel = labels > 0
+    np.maximum.at(out, labels[sel], values[sel])
+    return out
 
 
 def _mean_rgb(image: np.ndarray, mask: np.ndarray, prefix: str) -> dict[str, float]:

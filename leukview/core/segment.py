@@ -38,14 +38,12 @@ from typing import Any
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.feature import peak_local_max
 from skimage.filters import threshold_multiotsu, threshold_otsu
-from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from .cells import Cell
 from .errors import LeukViewError
-from .measure import measure_cell
+from .measure import fill_holes, label_max, measure_cell
 
 __all__ = [
     "SegmentationParams",
@@ -54,6 +52,9 @@ __all__ = [
     "estimate_rbc_diameter",
 ]
 
+
+#: Side (px) of the window the red-cell diameter is first looked for in, per pyramid level.
+_PYRAMID_WINDOW = 256
 
 #: A red cell's diameter relative to a white cell's, for crops that hold only a white cell.
 WHITE_TO_RED_DIAMETER = 0.8
@@ -231,11 +232,17 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    """Resize by ``scale`` (area averaging when shrinking; halvings by pyrDown are fast)."""
     if abs(scale - 1.0) < 1e-6:
         return img
     h, w = img.shape[:2]
     size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if scale >= 1:
+        return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    out = img
+    while out.shape[1] >= 2 * size[0] * 2 and out.shape[0] >= 2 * size[1] * 2:
+        out = cv2.pyrDown(out)
+    return cv2.resize(out, size, interpolation=cv2.INTER_AREA)
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -257,11 +264,18 @@ class _Channels:
     nuclear_offset: float  # background blue-minus-green, subtracted from the nuclear channel
 
 
-def _channels(rgb: np.ndarray, params: SegmentationParams, tile: float | None = None) -> _Channels:
+def _channels(
+    rgb: np.ndarray,
+    params: SegmentationParams,
+    tile: float | None = None,
+    *,
+    cell_threshold: bool = True,
+) -> _Channels:
     """Stain channels of a (work-scale) RGB image.
 
     ``tile`` is the side (px) of the squares over which the background colour is
     estimated (about three red cells); None uses a quarter of the image.
+    ``cell_threshold`` False skips that threshold (the diameter estimate has its own).
     """
     f = rgb.astype(np.float32)
     if params.smoothing > 0:
@@ -287,18 +301,24 @@ def _channels(rgb: np.ndarray, params: SegmentationParams, tile: float | None = 
     nuclear[black] = 0.0
 
     cell_thr = params.min_cell_density
-    dens_lit = density[lit]
+    dens_lit = _sample(density[lit]) if cell_threshold else np.zeros(0, np.float32)
     if dens_lit.size > 16 and float(dens_lit.max() - dens_lit.min()) > 1e-3:
         # The lower of two views: just above the glass's own spread, or the lower cut of
         # a three-class Otsu (glass | red cells | nuclei) when the glass peak is broad.
         cut = min(_background_cut(dens_lit), _lower_cut(dens_lit))
         cell_thr = max(cell_thr, params.cell_threshold_scale * cut)
-    cells = lit if black.any() else density > cell_thr
+    cells = lit if black.any() or not cell_threshold else density > cell_thr
     nuc_thr = float(params.min_nucleus_contrast)
-    nv = nuclear[cells]
+    nv = _sample(nuclear[cells])
     if nv.size > 16 and float(nv.max() - nv.min()) > 1e-3:
         nuc_thr = max(nuc_thr, params.nucleus_threshold_scale * _upper_cut(nv))
     return _Channels(black, density, nuclear, cell_thr, nuc_thr, offset)
+
+
+def _sample(values: np.ndarray, n: int = 20_000) -> np.ndarray:
+    """A regular subsample of at most about ``n`` values (plenty for a histogram threshold)."""
+    step = values.size // n + 1
+    return values[::step] if step > 1 else values
 
 
 def _background(f: np.ndarray, tile: float) -> np.ndarray:
@@ -315,10 +335,12 @@ def _background(f: np.ndarray, tile: float) -> np.ndarray:
     xs = np.linspace(0, w, nx + 1).astype(int)
     bright = f.sum(axis=2)
     grid = np.zeros((ny, nx, 3), np.float32)
+    # Every other pixel per tile: the same percentile at a quarter of the cost.
+    st = 2 if tile >= 24 else 1
     for i in range(ny):
         for j in range(nx):
-            b = bright[ys[i]: ys[i + 1], xs[j]: xs[j + 1]].ravel()
-            c = f[ys[i]: ys[i + 1], xs[j]: xs[j + 1]].reshape(-1, 3)
+            b = bright[ys[i]: ys[i + 1]: st, xs[j]: xs[j + 1]: st].ravel()
+            c = f[ys[i]: ys[i + 1]: st, xs[j]: xs[j + 1]: st].reshape(-1, 3)
             sel = b >= np.percentile(b, 90)
             grid[i, j] = np.median(c[sel], axis=0)
     if ny >= 3 and nx >= 3:
@@ -340,9 +362,7 @@ def _background_cut(values: np.ndarray) -> float:
     those spreads above the peak, so pale red cells and cytoplasm count as cells
     whatever the rest of the histogram looks like.
     """
-    v = values
-    if v.size > 200_000:
-        v = v[:: v.size // 200_000 + 1]
+    v = _sample(values)
     lo, hi = np.percentile(v, [0.5, 99.5])
     if hi - lo < 1e-3:
         return float(hi)
@@ -361,9 +381,7 @@ def _background_cut(values: np.ndarray) -> float:
 
 def _upper_cut(values: np.ndarray) -> float:
     """Upper threshold of a three-class Otsu (red cells | cytoplasm, pale | nuclei)."""
-    v = values
-    if v.size > 200_000:
-        v = v[:: v.size // 200_000 + 1]
+    v = _sample(values)
     try:
         return float(threshold_multiotsu(v, classes=3, nbins=128)[1])
     except ValueError:
@@ -372,9 +390,7 @@ def _upper_cut(values: np.ndarray) -> float:
 
 def _lower_cut(values: np.ndarray) -> float:
     """Lower threshold of a three-class Otsu (background | red cells | nuclei)."""
-    v = values
-    if v.size > 200_000:  # a regular subsample is plenty for a histogram
-        v = v[:: v.size // 200_000 + 1]
+    v = _sample(values)
     try:
         return float(threshold_multiotsu(v, classes=3, nbins=128)[0])
     except ValueError:  # too few distinct values
@@ -415,60 +431,127 @@ def estimate_rbc_diameter(image: np.ndarray, params: SegmentationParams | None =
     """
     params = params or SegmentationParams()
     rgb = _as_rgb(image)
+    return _estimate(rgb, params)[0]
+
+
+def _estimate(rgb: np.ndarray, params: SegmentationParams) -> tuple[float, np.ndarray | None, float]:
+    """Red-cell diameter, and the image shrunk for segmentation when it came for free.
+
+    Returns
+    -------
+    d : float
+    small : ndarray of uint8 or None
+        ``rgb`` resized by ``scale`` (the whole image), or None.
+    scale : float
+    """
+    h, w = rgb.shape[:2]
     if params.rbc_diameter is not None:
-        return float(params.rbc_diameter)
+        return float(params.rbc_diameter), None, 1.0
+    if min(h, w) < 8:
+        return float(max(h, w, 4)), None, 1.0
+    # Fine to coarse: a centre window of 256 x 256 pixels at scale 1, 1/2, 1/4, ...
+    # until it holds at least four cells across (magnification unknown: at too
+    # coarse a scale small cells merge and look big, so never start coarse).
+    scale = 1.0
+    while True:
+        side = int(round(_PYRAMID_WINDOW / scale))
+        y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        window = rgb[y0: y0 + side, x0: x0 + side]
+        d_level = _estimate_at(_resize(window, scale), params)
+        if d_level <= _PYRAMID_WINDOW / 4 or side >= max(h, w):
+            break
+        scale /= 2.0
+    d = d_level / scale
+    # Final pass at the segmentation's work scale (a red cell about
+    # work_rbc_diameter px across), over the whole image when that is at most
+    # 640 x 640 work pixels (then reused by segment), else over a centre window.
+    scale2 = min(1.0, params.work_rbc_diameter / max(d, 1.0))
+    side = int(round(640 / scale2))
+    if side >= max(h, w):
+        small = _resize(rgb, scale2)
+        return float(max(_estimate_at(small, params, True) / scale2, 4.0)), small, scale2
+    y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    d = _estimate_at(_resize(rgb[y0: y0 + side, x0: x0 + side], scale2), params, True) / scale2
+    return float(max(d, 4.0)), None, scale2
+
+
+def _estimate_at(rgb: np.ndarray, params: SegmentationParams, careful: bool = False) -> float:
+    """Red-cell diameter in ``rgb``'s pixels.
+
+    ``careful`` uses the segmentation's own stain channels (background per
+    tile, for uneven illumination); otherwise a light-weight version with one
+    background colour, good enough to pick the pyramid level.
+    """
     h, w = rgb.shape[:2]
     if min(h, w) < 8:
         return float(max(h, w, 4))
-    # Coarse pass on a small copy; a finer one where the cells came out small.
-    scale = min(1.0, 200.0 / max(h, w))
-    d = _estimate_at(_resize(rgb, scale), params) / scale
-    if d * scale < 12 and scale < 1.0:
-        scale2 = min(1.0, 20.0 / max(d, 1.0))
-        if scale2 > scale * 1.2:
-            # A centre window of about 640 x 640 work pixels is plenty of cells.
-            side = int(640 / scale2)
-            y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
-            window = rgb[y0: y0 + side, x0: x0 + side]
-            d = _estimate_at(_resize(window, scale2), params) / scale2
-    return float(max(d, 4.0))
-
-
-def _estimate_at(rgb: np.ndarray, params: SegmentationParams) -> float:
-    h, w = rgb.shape[:2]
-    if min(h, w) < 8:
-        return float(max(h, w, 4))
-    ch = _channels(rgb, params)
-    lit = ~ch.black
-    if ch.black.any():
+    if careful:
+        ch = _channels(rgb, params, cell_threshold=False)
+        lit = ~ch.black
+        stained = (ch.nuclear > ch.nucleus_threshold) & lit
+        if ch.black.any():
+            cells = lit
+        else:
+            dens = _sample(ch.density[lit & ~stained])
+            thr = params.min_cell_density
+            if dens.size > 16 and float(dens.max() - dens.min()) > 1e-3:
+                thr = max(thr, float(threshold_otsu(dens)))
+            cells = ch.density > thr
+        return _diameter_from_mask(cells, stained)
+    # Light-weight stains: one background colour, subsampled thresholds.
+    f = cv2.GaussianBlur(rgb, (0, 0), params.smoothing) if params.smoothing > 0 else rgb
+    f = f.astype(np.float32)
+    black = f.max(axis=2) < params.black_background_level
+    if black.mean() <= 0.05:
+        black[:] = False
+    lit = ~black
+    nuclear = f[..., 2] - f[..., 1]
+    if black.any():
         cells = lit
+        stained = np.zeros(black.shape, bool)
+        nv = _sample(nuclear[lit], 5000)
+        if nv.size > 16 and float(nv.max() - nv.min()) > 1e-3:
+            stained = nuclear > max(float(threshold_otsu(nv)), params.min_nucleus_contrast)
     else:
-        dens = ch.density[lit & (ch.nuclear <= ch.nucleus_threshold)]
+        sample = f[::3, ::3].reshape(-1, 3)
+        bright = sample.sum(axis=1)
+        bg = np.median(sample[bright >= np.percentile(bright, 90)], axis=0)
+        density = np.log(np.maximum(bg, 1.0) / np.maximum(f, 1.0)).sum(axis=2)
+        nuclear -= float(bg[2] - bg[1])
+        nv = _sample(nuclear.ravel(), 5000)
+        nuc_thr = float(params.min_nucleus_contrast)
+        if float(nv.max() - nv.min()) > 1e-3:
+            nuc_thr = max(nuc_thr, _upper_cut(nv))
+        stained = nuclear > nuc_thr
+        dens = _sample(density[~stained], 5000)
         thr = params.min_cell_density
         if dens.size > 16 and float(dens.max() - dens.min()) > 1e-3:
             thr = max(thr, float(threshold_otsu(dens)))
-        cells = ch.density > thr
+        cells = density > thr
+    return _diameter_from_mask(cells, stained)
+
+
+def _diameter_from_mask(cells: np.ndarray, stained: np.ndarray) -> float:
+    """Red-cell diameter from a cell mask (see :func:`estimate_rbc_diameter`)."""
+    h, w = cells.shape
     cells = cv2.morphologyEx(cells.astype(np.uint8), cv2.MORPH_CLOSE, _disk(3))
-    cells = ndi.binary_fill_holes(cells).astype(np.uint8)
+    cells = fill_holes(cells).astype(np.uint8)
     cells = cv2.morphologyEx(cells, cv2.MORPH_OPEN, _disk(1))
     if not cells.any():
         return max(h, w) / 6.0
     dist = cv2.distanceTransform(cells, cv2.DIST_L2, 5)
-    peaks = dist[tuple(peak_local_max(dist, min_distance=2, threshold_abs=2, exclude_border=False).T)]
+    peaks, _ = _local_peaks(dist, 2, 2.0)
     if peaks.size == 0:
         return max(2.0 * float(dist.max()) + 1.0, 4.0)
     r = float(np.percentile(peaks, 75))
     # Second pass: one peak per disc (peaks closer than a radius are one cell's
     # ridge), and shallow bumps along edges left out.
-    coords = peak_local_max(
-        dist, min_distance=max(2, int(0.8 * r)), threshold_abs=max(2.0, 0.5 * r), exclude_border=False
-    )
-    if len(coords):
-        heights = dist[tuple(coords.T)]
+    near_stain = cv2.dilate(stained.astype(np.uint8), _disk(2)).astype(np.float32)
+    heights, on_stain = _local_peaks(dist, max(2, int(0.8 * r)), max(2.0, 0.5 * r), near_stain)
+    if heights.size:
         # Peaks inside white cells say nothing about red cells; a crop around one
         # white cell (no red-cell peaks) falls back to a bit less than its size.
-        stained = cv2.dilate((ch.nuclear > ch.nucleus_threshold).astype(np.uint8), _disk(2)) > 0
-        red = ~stained[tuple(coords.T)]
+        red = on_stain < 0.5
         if np.count_nonzero(red) >= 2:
             r = float(np.median(heights[red]))
         else:
@@ -509,11 +592,14 @@ def segment(
     params = params or SegmentationParams()
     rgb = _as_rgb(image)
     h, w = rgb.shape[:2]
-    d = estimate_rbc_diameter(rgb, params)
+    d, small, est_scale = _estimate(rgb, params)
     if min(h, w) < 8:
         return Segmentation([], d, np.zeros((h, w), np.int32), np.zeros((h, w), bool), 1.0, params)
     scale = min(1.0, params.work_rbc_diameter / d)
-    small = _resize(rgb, scale)
+    if small is not None and abs(scale / est_scale - 1.0) < 0.2:
+        scale = est_scale  # the estimate's own copy is close enough: no second resize
+    else:
+        small = _resize(rgb, scale)
     ds = d * scale  # red-cell diameter in work pixels
     rbc_area = np.pi * ds * ds / 4.0
     ch = _channels(small, params, tile=3.0 * ds)
@@ -539,7 +625,7 @@ def segment(
     markers = zones.copy()
     if params.detect_rbc or n_wbc:
         near = cv2.dilate((zones > 0).astype(np.uint8), _disk(0.15 * ds)) > 0
-        cores = (h_maxima(dist, max(0.5, params.rbc_split_depth * ds)) > 0) & (dist >= 0.25 * ds) & ~near
+        cores = _h_maxima(dist, max(0.5, params.rbc_split_depth * ds), ds) & (dist >= 0.25 * ds) & ~near
         core_lab, n_core = _label_cores(cores, 0.1 * ds)
         markers = np.where(cores, core_lab + n_wbc, markers).astype(np.int32)
     flood = watershed(-dist, markers, mask=body)
@@ -553,7 +639,6 @@ def segment(
         plt_labels[wbc_labels > 0] = 0
 
     rbc_labels = np.zeros(nuc.shape, np.int32)
-    n_rbc = 0
     if params.detect_rbc:
         rl = np.where((flood > n_wbc) & (wbc_labels == 0) & (plt_labels == 0), flood - n_wbc, 0)
         sizes = np.bincount(rl.ravel())
@@ -562,12 +647,58 @@ def segment(
         lut = np.zeros(len(sizes), np.int32)
         lut[keep] = np.arange(1, int(keep.sum()) + 1)
         rbc_labels = lut[rl]
-        n_rbc = int(keep.sum())
 
     return _assemble(
-        rgb, scale, d, params, pixel_size_um, wbc_labels, wbc_nuc, n_wbc, rbc_labels, n_rbc,
+        rgb, small, scale, d, params, pixel_size_um, wbc_labels, wbc_nuc, n_wbc, rbc_labels,
         plt_labels, ch,
     )
+
+
+def _local_peaks(
+    f: np.ndarray, radius: int, floor: float, probe: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local maxima of ``f`` within a square of half-side ``radius``, at least ``floor`` high.
+
+    Adjacent maximal pixels (a plateau) count once.
+
+    Returns
+    -------
+    heights : ndarray of float64, shape (n,)
+    probe_values : ndarray of float64, shape (n,)
+        Maximum of ``probe`` over each peak (zeros when ``probe`` is None).
+    """
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
+    top = (f >= cv2.dilate(f, kernel) - 1e-6) & (f >= floor)
+    n, lab = cv2.connectedComponents(top.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros(0), np.zeros(0)
+    heights = label_max(f, lab, n - 1)[1:]
+    probes = label_max(probe, lab, n - 1)[1:] if probe is not None else np.zeros(n - 1)
+    return heights, probes
+
+
+def _h_maxima(f: np.ndarray, h: float, reach: float) -> np.ndarray:
+    """Tops of the domes of ``f`` that rise at least ``h`` above their surroundings.
+
+    Morphological reconstruction by dilation of ``f - h`` under ``f`` (as
+    skimage's ``h_maxima``) with 3x3 dilations, stopped once stable or after
+    ``3 * reach`` steps: domes are at most a few cells wide, so this is exact
+    in practice and much faster on large images.
+
+    Returns
+    -------
+    ndarray of bool, same shape as ``f``
+    """
+    f = f.astype(np.float32)
+    rec = f - np.float32(h)
+    kernel = np.ones((3, 3), np.uint8)
+    steps = max(4, int(3 * reach))
+    for i in range(steps):
+        nxt = np.minimum(cv2.dilate(rec, kernel), f)
+        if i % 4 == 3 and np.array_equal(nxt, rec):
+            break
+        rec = nxt
+    return (f - rec) >= np.float32(h) - 1e-3
 
 
 def _label_cores(cores: np.ndarray, join: float) -> tuple[np.ndarray, int]:
@@ -579,7 +710,7 @@ def _label_cores(cores: np.ndarray, join: float) -> tuple[np.ndarray, int]:
 
 def _fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     """Fill the holes of a mask smaller than ``max_area`` pixels (central pallor, granules)."""
-    filled = ndi.binary_fill_holes(mask)
+    filled = fill_holes(mask)
     holes = filled & ~mask
     if not holes.any():
         return mask
@@ -618,8 +749,7 @@ def _nucleus_groups(
     # Thickness (largest half-width of stained pixels) tells a nucleus from a clump of
     # platelet granules of the same area.
     nuc_dist = cv2.distanceTransform(nuc.astype(np.uint8), cv2.DIST_L2, 5)
-    thick = np.zeros(n_group + 1)
-    thick[1:] = ndi.maximum(nuc_dist, group_lab, np.arange(1, n_group + 1))
+    thick = label_max(nuc_dist, group_lab, n_group)
     is_wbc = (sizes >= params.min_wbc_nucleus_area * rbc_area) & (
         thick >= params.min_nucleus_thickness * ds
     )
@@ -634,7 +764,7 @@ def _nucleus_groups(
     dist = cv2.distanceTransform(wbc_groups.astype(np.uint8), cv2.DIST_L2, 5)
     # One marker per thick core: regional maxima of the distance that stand out by
     # a fraction of d (two touching nuclei have a waist between them).
-    cores = (h_maxima(dist, max(0.5, params.split_depth * ds)) > 0) & (
+    cores = _h_maxima(dist, max(0.5, params.split_depth * ds), ds) & (
         dist >= params.split_min_radius * ds
     )
     markers, n_mk = _label_cores(cores, 0.1 * ds)
@@ -691,7 +821,7 @@ def _fill_each(labels: np.ndarray, n: int) -> np.ndarray:
         if sl is None:
             continue
         m = labels[sl] == i
-        m = ndi.binary_fill_holes(m)
+        m = fill_holes(m)
         m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, _disk(1)) > 0 if m.sum() > 50 else m
         sub = out[sl]
         sub[m & (sub == 0)] = i
@@ -708,6 +838,7 @@ def _contour(mask: np.ndarray) -> np.ndarray:
 
 def _assemble(
     rgb: np.ndarray,
+    small: np.ndarray,
     scale: float,
     d: float,
     params: SegmentationParams,
@@ -716,96 +847,96 @@ def _assemble(
     wbc_nuc: np.ndarray,
     n_wbc: int,
     rbc_labels: np.ndarray,
-    n_rbc: int,
     plt_labels: np.ndarray,
     ch: _Channels,
 ) -> Segmentation:
+    """Cells with ids, full-resolution labels and nucleus mask, measurements."""
     h, w = rgb.shape[:2]
     inv = 1.0 / scale
-    full = np.zeros((h, w), np.int32)
+    # Ids: white cells, red cells, platelets, each in reading order.
+    work = np.zeros(wbc_labels.shape, np.int32)
+    entries: list[tuple[str, np.ndarray, int, tuple[slice, slice]]] = []
+    offset = 0
+    for kind, lab in (("wbc", wbc_labels), ("rbc", rbc_labels), ("platelet", plt_labels)):
+        objs = ndi.find_objects(lab)
+        found = [(i, sl) for i, sl in enumerate(objs, start=1) if sl is not None]
+        found.sort(key=lambda t: (t[1][0].start + t[1][0].stop, t[1][1].start + t[1][1].stop))
+        if not found:
+            continue
+        lut = np.zeros(len(objs) + 1, np.int32)
+        for k, (i, sl) in enumerate(found, start=offset + 1):
+            lut[i] = k
+            entries.append((kind, lab, i, sl))
+        work = np.where(lab > 0, lut[lab], work)
+        offset += len(found)
+    if scale >= 0.999:
+        full = work.copy()
+    else:
+        full = cv2.resize(work, (w, h), interpolation=cv2.INTER_NEAREST)
     nucleus_full = np.zeros((h, w), bool)
     cells: list[Cell] = []
-    next_id = 1
-
-    def up_box(sl: tuple[slice, slice], pad: int) -> tuple[int, int, int, int]:
-        y0 = max(0, int(np.floor(sl[0].start * inv)) - pad)
-        y1 = min(h, int(np.ceil(sl[0].stop * inv)) + pad)
-        x0 = max(0, int(np.floor(sl[1].start * inv)) - pad)
-        x1 = min(w, int(np.ceil(sl[1].stop * inv)) + pad)
-        return x0, y0, x1, y1
-
-    # White cells: redraw cell and nucleus at full resolution in their own crop.
-    wbc_items = []
-    for i, sl in enumerate(ndi.find_objects(wbc_labels, max_label=n_wbc), start=1):
-        if sl is None:
-            continue
-        x0, y0, x1, y1 = up_box(sl, pad=2)
-        # Work-scale masks resampled smoothly onto the crop.
-        cm = _upsample_mask(wbc_labels, i, (x0, y0, x1, y1), scale)
-        if not cm.any():
-            continue
-        crop = rgb[y0:y1, x0:x1]
-        f = crop.astype(np.float32)
-        if params.smoothing > 0 and scale >= 0.999:
-            f = cv2.GaussianBlur(f, (0, 0), params.smoothing)
-        bgd = ch.nuclear_offset
-        nuc_full = ((f[..., 2] - f[..., 1]) - bgd > ch.nucleus_threshold) & cm
-        nm_coarse = _upsample_mask(wbc_nuc, i, (x0, y0, x1, y1), scale)
-        nuc_full &= cv2.dilate(nm_coarse.astype(np.uint8), _disk(max(1.0, inv))) > 0
-        if not nuc_full.any():
-            nuc_full = nm_coarse & cm
-        nuc_full = ndi.binary_fill_holes(nuc_full)
-        wbc_items.append(((x0, y0, x1, y1), cm, nuc_full))
-    wbc_items.sort(key=lambda t: (t[0][1] + t[0][3], t[0][0] + t[0][2]))
-    for (x0, y0, x1, y1), cm, nm in wbc_items:
-        sub = full[y0:y1, x0:x1]
-        cm = cm & (sub == 0)
-        if not cm.any():
-            continue
-        sub[cm] = next_id
-        nucleus_full[y0:y1, x0:x1] |= nm & cm
-        cells.append(
-            _make_cell(next_id, "wbc", rgb[y0:y1, x0:x1], cm, nm & cm, (x0, y0), 1.0, pixel_size_um)
-        )
-        next_id += 1
-
-    # Red cells and platelets: measured at work scale, coordinates scaled up.
-    small = None
-    for kind, lab in (("rbc", rbc_labels), ("platelet", plt_labels)):
-        if not lab.any():
-            continue
-        if small is None:
-            small = _resize(rgb, scale)
-        objs = ndi.find_objects(lab)
-        order = sorted(
-            (i for i, sl in enumerate(objs, start=1) if sl is not None),
-            key=lambda i: (objs[i - 1][0].start + objs[i - 1][0].stop, objs[i - 1][1].start),
-        )
-        for i in order:
-            sl = objs[i - 1]
+    sigma = max(params.smoothing, 0.5 * inv) if params.smoothing > 0 else 0.0
+    for cid, (kind, lab, i, sl) in enumerate(entries, start=1):
+        if kind == "wbc":
+            cell = _refine_wbc(rgb, full, nucleus_full, cid, lab, wbc_nuc, i, sl, scale, sigma, ch, pixel_size_um)
+        else:
             m = lab[sl] == i
-            if not m.any():
-                continue
-            x0, y0, x1, y1 = up_box(sl, pad=0)
-            if scale >= 0.999:
-                region = full[y0:y1, x0:x1]
-                mm = m & (region == 0)
-                if not mm.any():
-                    continue
-                region[mm] = next_id
-            else:
-                mm = _upsample_mask(lab, i, (x0, y0, x1, y1), scale)
-                region = full[y0:y1, x0:x1]
-                mm &= region == 0
-                if not mm.any():
-                    continue
-                region[mm] = next_id
-            cell = _make_cell(
-                next_id, kind, small[sl], m, None, (sl[1].start, sl[0].start), inv, pixel_size_um
-            )
+            cell = _make_cell(cid, kind, small[sl], m, None, (sl[1].start, sl[0].start), inv, pixel_size_um)
+        if cell is not None:
             cells.append(cell)
-            next_id += 1
+    # Drop ids that lost every pixel (a white cell redrawn over them): keep ids 1..n.
+    if len(cells) != len(entries):
+        lut = np.zeros(len(entries) + 1, np.int32)
+        for new_id, cell in enumerate(cells, start=1):
+            lut[cell.id] = new_id
+            cell.id = new_id
+        full = lut[full]
     return Segmentation(cells, float(d), full, nucleus_full, float(scale), params)
+
+
+def _refine_wbc(
+    rgb: np.ndarray,
+    full: np.ndarray,
+    nucleus_full: np.ndarray,
+    cid: int,
+    lab: np.ndarray,
+    wbc_nuc: np.ndarray,
+    i: int,
+    sl: tuple[slice, slice],
+    scale: float,
+    sigma: float,
+    ch: _Channels,
+    pixel_size_um: float | None,
+) -> Cell | None:
+    """Redraw one white cell and its nucleus at full resolution in its own crop."""
+    h, w = rgb.shape[:2]
+    inv = 1.0 / scale
+    pad = 2 + int(inv)
+    y0 = max(0, int(np.floor(sl[0].start * inv)) - pad)
+    y1 = min(h, int(np.ceil(sl[0].stop * inv)) + pad)
+    x0 = max(0, int(np.floor(sl[1].start * inv)) - pad)
+    x1 = min(w, int(np.ceil(sl[1].stop * inv)) + pad)
+    box = (x0, y0, x1, y1)
+    cm = _upsample_mask(lab, i, box, scale)
+    sub = full[y0:y1, x0:x1]
+    # Never take pixels of another white cell (lower ids were drawn already).
+    cm &= ~((sub > 0) & (sub < cid))
+    if not cm.any():
+        sub[sub == cid] = 0
+        return None
+    f = rgb[y0:y1, x0:x1].astype(np.float32)
+    if sigma > 0:
+        f = cv2.GaussianBlur(f, (0, 0), sigma)
+    nm = ((f[..., 2] - f[..., 1]) - ch.nuclear_offset > ch.nucleus_threshold) & cm
+    coarse = _upsample_mask(wbc_nuc, i, box, scale)
+    nm &= cv2.dilate(coarse.astype(np.uint8), _disk(max(1.0, inv))) > 0
+    if not nm.any():
+        nm = coarse & cm
+    nm = fill_holes(nm)
+    sub[(sub == cid) & ~cm] = 0
+    sub[cm] = cid
+    nucleus_full[y0:y1, x0:x1] |= nm
+    return _make_cell(cid, "wbc", rgb[y0:y1, x0:x1], cm, nm, (x0, y0), 1.0, pixel_size_um)
 
 
 def _upsample_mask(
