@@ -304,3 +304,24 @@ def test_opening_another_image_during_analysis_drops_the_old_result(
     qtbot.wait(200)  # time for a stale result to arrive, if it could
     assert window.path == other and window.analysis.image == str(other)
     assert not session_path(field).exists() or load_session(session_path(field)).analysis.image == str(field)
+
+
+def test_context_menu_reclassifies_and_shows_the_keys(qtbot, tmp_path: Path, models_dir: Path, field: Path, monkeypatch):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QMenu
+
+    window = make_window(qtbot, tmp_path, models_dir)
+    open_and_analyse(qtbot, window, field)
+    cell_id = window.review.visible_order()[-1]
+    shown: list[list[str]] = []
+
+    def choose(menu: QMenu, pos: QPoint) -> None:  # stands in for the user's click
+        texts = [a.text() for a in menu.actions()]
+        shown.append(texts)
+        next(a for a in menu.actions() if a.text().startswith("eosinophil")).trigger()
+
+    monkeypatch.setattr(window, "exec_menu", choose)
+    window.view.cell_menu.emit(cell_id, QPoint(10, 10))  # a right click on the cell
+    assert window.session.cell(cell_id).review.label == "eosinophil"
+    key = str(window.classes().index("eosinophil") + 1)
+    assert f"eosinophil\t{key}" in shown[0]  # the menu names each class's key

@@ -1152,6 +1152,10 @@ class MainWindow(QMainWindow):
         if cell.review.reviewed:
             menu.addSeparator()
             menu.addAction("Clear review\tBackspace").triggered.connect(self.clear_review)
+        self.exec_menu(menu, global_pos)
+
+    def exec_menu(self, menu: QMenu, global_pos) -> None:  # noqa: ANN001 - QPoint
+        """Show a context menu and wait for the choice (a seam for tests: menus are modal)."""
         menu.exec(global_pos)
 
     def _table_menu(self, pos) -> None:  # noqa: ANN001
