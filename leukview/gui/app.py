@@ -95,6 +95,26 @@ def take_screenshot(window, out: Path, image: Path, size: tuple[int, int]) -> in
     return 0
 
 
+def _report_unexpected_errors(window) -> None:  # noqa: ANN001
+    """A bug in a slot shows a message and leaves the window usable (the review is autosaved)."""
+    import traceback
+
+    def hook(kind, value, tb) -> None:  # noqa: ANN001
+        traceback.print_exception(kind, value, tb)
+        if issubclass(kind, KeyboardInterrupt):
+            return
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(
+            window,
+            "Unexpected error",
+            f"{kind.__name__}: {value}\n\nLeukView keeps running; save your review (Ctrl+S) and "
+            "please report this error with the text printed on the console.",
+        )
+
+    sys.excepthook = hook
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the viewer; returns the process exit code.
 
@@ -147,6 +167,7 @@ def main(argv: Sequence[str]) -> int:
             app.processEvents()
 
     window = MainWindow(AppSettings(), args.models_dir)
+    _report_unexpected_errors(window)
     window.restore_layout()
     window.show()
     if args.image:

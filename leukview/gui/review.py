@@ -312,6 +312,7 @@ class Gallery(QListWidget):
         self._items: dict[int, QListWidgetItem] = {}
         self._headers: list[QListWidgetItem] = []
         self._crops: dict[int, np.ndarray] = {}
+        self.pixel_size_um: float | None = None
         self.currentItemChanged.connect(self._current_changed)
 
     def _current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
@@ -368,7 +369,7 @@ class Gallery(QListWidget):
                 text = f"{cell.id}" + (" ✓" if call.reviewed else f" {call.confidence:.0%}" if call.confidence else "")
                 item = QListWidgetItem(icon, text)
                 item.setData(CELL_ID_ROLE, cell.id)
-                item.setToolTip(tooltip_html(cell, models, threshold, None))
+                item.setToolTip(tooltip_html(cell, models, threshold, self.pixel_size_um))
                 item.setSizeHint(QSize(THUMB + 10, THUMB + 24))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
                 self.addItem(item)
@@ -507,6 +508,8 @@ class ReviewPanel(QWidget):
 
     def set_pixel_size(self, pixel_size_um: float | None) -> None:
         self.model.pixel_size_um = pixel_size_um
+        self.gallery.pixel_size_um = pixel_size_um
+        self._gallery_stale = True
         self.model.refresh_all()
 
     def refresh_cell(self, cell_id: int) -> None:
