@@ -454,7 +454,8 @@ class ReviewPanel(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # sized once per analysis: ResizeToContents would re-read every row at each keypress
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.selectionModel().currentRowChanged.connect(self._table_current)
@@ -501,6 +502,7 @@ class ReviewPanel(QWidget):
         self._all_cells = list(cells)
         self.model.set_cells(cells, models, threshold)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.resizeColumnsToContents()
         self.gallery.clear_cells()
         self._gallery_stale = True
         self._rebuild_gallery_if_visible()

@@ -84,7 +84,7 @@ def run(out_dir: Path, image: Path | None, models_dir: str | None) -> int:
     _save(window, out_dir / "2-analysed.png")
 
     order = window.review.visible_order()
-    if order:
+    if order and window.overlay.has_heatmaps():
         window.select_cell(order[0])
         cell = window.session.cell(order[0])
         window.set_heat_mode("all" if window.models else "off")
@@ -114,11 +114,10 @@ def run(out_dir: Path, image: Path | None, models_dir: str | None) -> int:
     settle()
     _save(window, out_dir / "5-review-table.png")
 
-    window.audit_dock.setVisible(True)
     window.review.tabs.setCurrentWidget(window.review.gallery)
+    window.differential_dock.raise_()
     settle()
     _save(window, out_dir / "6-differential.png")
-    window.audit_dock.setVisible(False)
 
     dialog = SettingsDialog(window.settings, installed_models(models_dir), window)
     window._settings_dialog = dialog
