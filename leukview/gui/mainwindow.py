@@ -823,8 +823,6 @@ class MainWindow(QMainWindow):
         job.succeeded.connect(self._analysis_done)
         job.failed.connect(self._analysis_failed)
         job.cancelled.connect(self._analysis_cancelled)
-        self._pending_field = (x, y, w, h)
-        self._pending_params = params
         self.runner.start(job)
         self._set_busy(True)
 
@@ -875,21 +873,22 @@ class MainWindow(QMainWindow):
             return  # the image was closed meanwhile
         analysis.pixel_size_um = self.pixel_size_um
         self.notices = list(outcome.notices)
-        params = getattr(self, "_pending_params", None)
+        params = outcome.request.params if outcome.request is not None else None
+        field = outcome.field
         settings = {
             "models": [m.name for m in analysis.models],
             "segmentation": params.to_dict() if params is not None else {},
             "confidence_threshold": self.settings.confidence_threshold,
             "pixel_size_um": self.pixel_size_um,
             "pixel_size_source": self.pixel_size_source,
-            "field": list(self._pending_field),
+            "field": list(field) if field else None,
         }
         previous = self.session
         self.session = Session.new(analysis, self.path, settings=settings)
         if previous is not None:  # a re-analysis keeps the history of the image
             self.session.audit = previous.audit + self.session.audit
             self.session.created = previous.created
-        self._field_rect = self._pending_field
+        self._field_rect = field
         self.undo_stack.clear()
         self._show_analysis()
         if outcome.notices:

@@ -129,6 +129,15 @@ class AnalysisOutcome:
     analysis: Analysis
     classifiers: list[Any]
     notices: list[str]
+    request: AnalysisRequest | None = None
+
+    @property
+    def field(self) -> tuple[int, int, int, int] | None:
+        """(x, y, width, height) of the analysed field in image pixels."""
+        if self.request is None:
+            return None
+        height, width = self.request.image.shape[:2]
+        return (*self.request.offset, width, height)
 
 
 class AnalysisJob(QObject):
@@ -173,7 +182,7 @@ class AnalysisJob(QObject):
             offset_cells(analysis.cells, *req.offset)
             if req.full_size is not None:
                 analysis.width, analysis.height = req.full_size
-            self.succeeded.emit(AnalysisOutcome(analysis, loaded.classifiers, loaded.notices))
+            self.succeeded.emit(AnalysisOutcome(analysis, loaded.classifiers, loaded.notices, req))
         except AnalysisCancelled:
             self.cancelled.emit()
         except LeukViewError as exc:
