@@ -539,7 +539,7 @@ def _diameter_from_mask(cells: np.ndarray, stained: np.ndarray) -> float:
     cells = cv2.morphologyEx(cells, cv2.MORPH_OPEN, _disk(1))
     if not cells.any():
         return max(h, w) / 6.0
-    dist = cv2.distanceTransform(cells, cv2.DIST_L2, 5)
+    dist = _distance(cells)
     peaks, _ = _local_peaks(dist, 2, 2.0)
     if peaks.size == 0:
         return max(2.0 * float(dist.max()) + 1.0, 4.0)
@@ -621,7 +621,7 @@ def segment(
     # --- one watershed for all cells: white cells grow from their nuclei, red cells
     # from the thick cores of the cell mask; they meet at the waists between them.
     body = cells | (zones > 0)
-    dist = cv2.distanceTransform(body.astype(np.uint8), cv2.DIST_L2, 5)
+    dist = _distance(body)
     markers = zones.copy()
     if params.detect_rbc or n_wbc:
         near = cv2.dilate((zones > 0).astype(np.uint8), _disk(0.15 * ds)) > 0
@@ -652,6 +652,13 @@ def segment(
         rgb, small, scale, d, params, pixel_size_um, wbc_labels, wbc_nuc, n_wbc, rbc_labels,
         plt_labels, ch,
     )
+
+
+def _distance(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance to the nearest background pixel, the image border counting as
+    background (a mask with no background would otherwise be infinitely far)."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
 
 
 def _local_peaks(
@@ -748,7 +755,7 @@ def _nucleus_groups(
     sizes = np.bincount(group_lab.ravel(), weights=nuc.ravel(), minlength=n_group + 1)
     # Thickness (largest half-width of stained pixels) tells a nucleus from a clump of
     # platelet granules of the same area.
-    nuc_dist = cv2.distanceTransform(nuc.astype(np.uint8), cv2.DIST_L2, 5)
+    nuc_dist = _distance(nuc)
     thick = label_max(nuc_dist, group_lab, n_group)
     is_wbc = (sizes >= params.min_wbc_nucleus_area * rbc_area) & (
         thick >= params.min_nucleus_thickness * ds
@@ -761,7 +768,7 @@ def _nucleus_groups(
     if not is_wbc.any():
         return zones, 0, plt_labels
     wbc_groups = is_wbc[group_lab]
-    dist = cv2.distanceTransform(wbc_groups.astype(np.uint8), cv2.DIST_L2, 5)
+    dist = _distance(wbc_groups)
     # One marker per thick core: regional maxima of the distance that stand out by
     # a fraction of d (two touching nuclei have a waist between them).
     cores = _h_maxima(dist, max(0.5, params.split_depth * ds), ds) & (
