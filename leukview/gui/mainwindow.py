@@ -895,7 +895,8 @@ class MainWindow(QMainWindow):
             self.warn("Models", "\n".join(outcome.notices))
         counts = analysis.counts_by_kind()
         self.statusBar().showMessage(
-            f"Analysed: {counts['wbc']} white cells, {counts['rbc']} red cells, {counts['platelet']} platelets",
+            f"Analysed: {_plural(counts['wbc'], 'white cell')}, {_plural(counts['rbc'], 'red cell')}, "
+            f"{_plural(counts['platelet'], 'platelet')}",
             8000,
         )
         self._mark_dirty()
@@ -1515,6 +1516,10 @@ class MainWindow(QMainWindow):
             "ONNX white-cell classification with class-activation maps, review and report.</p>"
             "<p><b>Decision support only: not a diagnosis.</b></p>",
         )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _typing() -> bool:

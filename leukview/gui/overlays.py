@@ -35,7 +35,7 @@ from leukview.core.export import cell_call, is_flagged
 from .cellinfo import FLAG_COLOUR, KIND_COLOURS, call_text, class_colour, tooltip_html
 from .tiles import to_qimage_rgba
 
-Z_CELL, Z_WBC, Z_HEAT, Z_LABEL, Z_SELECTION, Z_PREVIEW = 1, 2, 3, 5, 6, 7
+Z_CELL, Z_WBC, Z_HEAT, Z_SELECTION, Z_LABEL, Z_PREVIEW = 1, 2, 3, 4, 5, 7
 HEAT_SIZE = 96
 HEAT_MODES = ("off", "selected", "all")
 
@@ -113,6 +113,44 @@ class LabelItem(QGraphicsItem):
         painter.drawText(self._rect.adjusted(10, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, self._text)
 
 
+class SelectionItem(QGraphicsPathItem):
+    """The selected cell: corner brackets around it, so its class-coloured contour stays visible."""
+
+    PAD = 8.0  # screen pixels between the cell and the brackets
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        scale = painter.worldTransform().m11() or 1.0
+        pad = self.PAD / abs(scale)
+        rect = self.path().boundingRect().adjusted(-pad, -pad, pad, pad)
+        arm = min(rect.width(), rect.height()) * 0.3
+        corners = QPainterPath()
+        for x, y, dx, dy in (
+            (rect.left(), rect.top(), 1, 1),
+            (rect.right(), rect.top(), -1, 1),
+            (rect.left(), rect.bottom(), 1, -1),
+            (rect.right(), rect.bottom(), -1, -1),
+        ):
+            corners.moveTo(x + dx * arm, y)
+            corners.lineTo(x, y)
+            corners.lineTo(x, y + dy * arm)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        for colour, width in ((QColor(0, 0, 0, 180), 6.0), (QColor(255, 255, 255), 3.0)):
+            pen = QPen(colour, width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.SquareCap, Qt.PenJoinStyle.MiterJoin)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            painter.drawPath(corners)
+
+    def boundingRect(self) -> QRectF:
+        # generous: the padding is in screen pixels, so it is largest when zoomed out
+        rect = self.path().boundingRect()
+        grow = max(rect.width(), rect.height()) + 64
+        return rect.adjusted(-grow, -grow, grow, grow)
+
+    def shape(self) -> QPainterPath:
+        return QPainterPath()  # never hit by clicks or tooltips
+
+
 class CellItem(QGraphicsPathItem):
     """One cell's contour; carries the cell id for hit tests."""
 
@@ -161,10 +199,7 @@ class CellOverlay:
         self.selected: int | None = None
         self._items: dict[int, CellItem] = {}
         self._heat: dict[tuple[int, str], QGraphicsPixmapItem] = {}
-        self._selection = QGraphicsPathItem()
-        pen = QPen(QColor(255, 255, 255), 3.0)
-        pen.setCosmetic(True)
-        self._selection.setPen(pen)
+        self._selection = SelectionItem()
         self._selection.setZValue(Z_SELECTION)
         self._selection.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self._selection.setVisible(False)
