@@ -503,6 +503,8 @@ class ReviewPanel(QWidget):
         self.model.set_cells(cells, models, threshold)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.resizeColumnsToContents()
+        wide = self.table.fontMetrics().horizontalAdvance("✓ reviewed") + 18  # before any review
+        self.table.setColumnWidth(0, max(self.table.columnWidth(0), wide))
         self.gallery.clear_cells()
         self._gallery_stale = True
         self._rebuild_gallery_if_visible()

@@ -5,7 +5,10 @@ IMAGE (the bundled sample by default) offscreen, goes through the states a
 pathologist sees and writes one PNG per state into OUT_DIR:
 
 ``1-opened``, ``2-analysed``, ``3-heatmap``, ``4-review-gallery``,
-``5-review-table``, ``6-differential``, ``7-settings-preview``, ``8-report``.
+``5-review-table``, ``6-differential``, ``7-settings-preview``, ``8-report``
+(``3-heatmap`` only when a model gives class-activation maps). ``--review
+neutrophil,eosinophil`` gives the first cells in review order those classes
+(the truth of the field shown), else the models' calls are accepted.
 
 Nothing is written beside the image (read-only session) and the user's
 settings are neither read nor changed.
@@ -45,7 +48,7 @@ def _save(widget_or_image, path: Path, max_width: int = 1440) -> None:  # noqa: 
     print(f"{path} ({image.width()}x{image.height()}, {path.stat().st_size // 1024} KB)")
 
 
-def run(out_dir: Path, image: Path | None, models_dir: str | None) -> int:
+def run(out_dir: Path, image: Path | None, models_dir: str | None, review: Sequence[str] = ()) -> int:
     from PySide6.QtCore import QPointF, QSettings
     from PySide6.QtWidgets import QApplication
 
@@ -95,16 +98,16 @@ def run(out_dir: Path, image: Path | None, models_dir: str | None) -> int:
         _save(window, out_dir / "3-heatmap.png")
         window.set_heat_mode("selected")
 
-    # a few review decisions, by the same code the keys call
-    classes = window.classes()
+    # a few review decisions, by the same code the keys call: the given labels in review
+    # order, else the models' calls accepted
     for index, cell_id in enumerate(order[:3]):
         window.select_cell(cell_id)
-        if index == 0:
-            window.accept_call() if window.models else window.classify(classes[0])
-        else:
-            window.classify(classes[min(index, len(classes) - 2)])
+        if review and index < len(review):
+            window.classify(review[index])
+        elif window.models:
+            window.accept_call()
     if order:
-        window.select_cell(order[min(3, len(order) - 1)])
+        window.select_cell(order[min(len(order) - 1, len(review or ()))])
     window.view.fit()
     window.review.tabs.setCurrentWidget(window.review.gallery)
     settle()
@@ -147,8 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("image", nargs="?", type=Path)
     parser.add_argument("--models-dir")
+    parser.add_argument(
+        "--review", default="", metavar="LABEL,...", help="classes to give the first cells in review order"
+    )
     args = parser.parse_args(argv)
-    return run(args.out_dir, args.image, args.models_dir)
+    review = [label for label in args.review.split(",") if label]
+    return run(args.out_dir, args.image, args.models_dir, review)
 
 
 if __name__ == "__main__":
