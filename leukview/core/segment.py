@@ -490,7 +490,7 @@ def _estimate_at(rgb: np.ndarray, params: SegmentationParams, careful: bool = Fa
         lit = ~ch.black
         stained = (ch.nuclear > ch.nucleus_threshold) & lit
         if ch.black.any():
-            cells = lit
+            return _diameter_on_black(lit)
         else:
             dens = _sample(ch.density[lit & ~stained])
             thr = params.min_cell_density
@@ -507,11 +507,7 @@ def _estimate_at(rgb: np.ndarray, params: SegmentationParams, careful: bool = Fa
     lit = ~black
     nuclear = f[..., 2] - f[..., 1]
     if black.any():
-        cells = lit
-        stained = np.zeros(black.shape, bool)
-        nv = _sample(nuclear[lit], 5000)
-        if nv.size > 16 and float(nv.max() - nv.min()) > 1e-3:
-            stained = nuclear > max(float(threshold_otsu(nv)), params.min_nucleus_contrast)
+        return _diameter_on_black(lit)
     else:
         sample = f[::3, ::3].reshape(-1, 3)
         bright = sample.sum(axis=1)
@@ -529,6 +525,12 @@ def _estimate_at(rgb: np.ndarray, params: SegmentationParams, careful: bool = Fa
             thr = max(thr, float(threshold_otsu(dens)))
         cells = density > thr
     return _diameter_from_mask(cells, stained)
+
+
+def _diameter_on_black(lit: np.ndarray) -> float:
+    """Cells cut out on black (C-NMC): no red cells; a bit less than the largest cell's size."""
+    dist = _distance(lit)
+    return WHITE_TO_RED_DIAMETER * (2.0 * float(dist.max()) + 1.0)
 
 
 def _diameter_from_mask(cells: np.ndarray, stained: np.ndarray) -> float:
@@ -632,7 +634,10 @@ def segment(
 
     wbc_labels = np.zeros(nuc.shape, np.int32)
     if n_wbc:
-        reach = cv2.dilate((zones > 0).astype(np.uint8), _disk(params.max_cytoplasm_width * ds)) > 0
+        if ch.black.any():
+            reach = body  # a cell cut out on black is the whole lit object
+        else:
+            reach = cv2.dilate((zones > 0).astype(np.uint8), _disk(params.max_cytoplasm_width * ds)) > 0
         wbc_labels = np.where((flood > 0) & (flood <= n_wbc) & reach, flood, 0).astype(np.int32)
         wbc_labels = _fill_each(wbc_labels, n_wbc)
         # A stained speck inside a white cell is a granule or a lobe, not a platelet.
