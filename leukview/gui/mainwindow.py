@@ -689,6 +689,7 @@ class MainWindow(QMainWindow):
         self.scene.addItem(item)
         self.view.set_image_rect(item.boundingRect())
         self.overview.set_image(item.thumbnail, source.width, source.height)
+        item.thumbnail_changed.append(lambda image: self.overview.set_image(image, source.width, source.height))
         self.stack.setCurrentWidget(self.view)
         self.pixel_size_um = getattr(info, "pixel_size_um", None) or None
         self.pixel_size_source = "from the file" if self.pixel_size_um else ""

@@ -25,6 +25,8 @@ from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 TILE = 512
 THUMBNAIL_SIDE = 1024
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+#: Largest side (file pixels) read at once when a coarse level is made from a finer one.
+CHUNK_SIDE = 2048
 
 TileKey = tuple[int, int, int]  # (level, column, row)
 
@@ -57,6 +59,8 @@ class TileSource:
     levels: list[tuple[int, int]]
     #: Tiles are cheap to read (in memory): the item reads them while painting.
     fast = False
+    #: The thumbnail takes long to make (read it in the background).
+    thumbnail_is_slow = False
 
     def downsample(self, level: int) -> float:
         """Level-0 pixels per pixel of ``level``."""
@@ -137,6 +141,7 @@ class RegionTileSource(TileSource):
         self.file_levels = _file_level_sizes(info, self.width, self.height)
         self.levels = pyramid_sizes(self.width, self.height)
         self._thumb: np.ndarray | None = None
+        self._thumb_lock = threading.Lock()
 
     def _file_level_for(self, downsample: float) -> int:
         # the coarsest file level still at least as fine as asked
@@ -147,24 +152,46 @@ class RegionTileSource(TileSource):
         return best
 
     def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        if level == len(self.levels) - 1:  # the coarsest level is the thumbnail: read it once
+            return self.thumbnail()[y : y + h, x : x + w]
+        return self._read_level(level, x, y, w, h)
+
+    def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         target = self.downsample(level)
         file_level = self._file_level_for(target)
         fw, fh = self.file_levels[file_level]
-        fx_scale, fy_scale = self.width / fw, self.height / fh
-        # the rectangle in file-level pixels
-        x0 = int(math.floor(x * target / fx_scale))
-        y0 = int(math.floor(y * target / fy_scale))
-        x1 = min(fw, int(math.ceil((x + w) * target / fx_scale)))
-        y1 = min(fh, int(math.ceil((y + h) * target / fy_scale)))
-        region = self._read_region(self.path, x0, y0, max(1, x1 - x0), max(1, y1 - y0), level=file_level)
-        if region.shape[:2] != (h, w):
-            region = cv2.resize(region, (w, h), interpolation=cv2.INTER_AREA)
-        return region
+        sx, sy = self.width / fw, self.height / fh  # level-0 pixels per file-level pixel
+        ratio = target / sx  # file-level pixels per output pixel (>= 1)
+        # a file without a pyramid is read in chunks and shrunk chunk by chunk (bounded memory)
+        step = max(1, int(CHUNK_SIDE / max(ratio, 1.0)))
+        out = np.empty((h, w, 3), np.uint8)
+        for oy in range(0, h, step):
+            for ox in range(0, w, step):
+                ow, oh = min(step, w - ox), min(step, h - oy)
+                x0 = int(math.floor((x + ox) * target / sx))
+                y0 = int(math.floor((y + oy) * target / sy))
+                x1 = max(x0 + 1, min(fw, int(math.ceil((x + ox + ow) * target / sx))))
+                y1 = max(y0 + 1, min(fh, int(math.ceil((y + oy + oh) * target / sy))))
+                region = self._read_region(self.path, x0, y0, x1 - x0, y1 - y0, level=file_level)
+                if region.shape[:2] != (oh, ow):
+                    region = cv2.resize(region, (ow, oh), interpolation=cv2.INTER_AREA)
+                out[oy : oy + oh, ox : ox + ow] = region
+        return out
 
     def thumbnail(self) -> np.ndarray:
-        if self._thumb is None:
-            self._thumb = super().thumbnail()
-        return self._thumb
+        with self._thumb_lock:  # tile threads asking meanwhile wait for this one reading
+            if self._thumb is None:
+                level = len(self.levels) - 1
+                w, h = self.levels[level]
+                self._thumb = self._read_level(level, 0, 0, w, h)
+            return self._thumb
+
+    @property
+    def thumbnail_is_slow(self) -> bool:
+        """True when the file has no small level: the overview must be read from far finer pixels."""
+        fw, fh = self.file_levels[-1]
+        tw, th = self.levels[-1]
+        return fw * fh > 16 * tw * th
 
 
 def _file_level_sizes(info: object, width: int, height: int) -> list[tuple[int, int]]:
@@ -220,6 +247,19 @@ class TileCache:
 class _LoaderSignals(QObject):
     loaded = Signal(object)  # TileKey
     failed = Signal(str)
+    thumbnail = Signal(object)  # QImage
+
+
+class _ThumbnailJob(QRunnable):
+    def __init__(self, source: TileSource, signals: _LoaderSignals) -> None:
+        super().__init__()
+        self.source, self.signals = source, signals
+
+    def run(self) -> None:
+        try:
+            self.signals.thumbnail.emit(to_qimage(self.source.thumbnail()))
+        except Exception as exc:  # the overview stays grey; tiles still load
+            self.signals.failed.emit(f"overview: {exc}")
 
 
 class _TileJob(QRunnable):
@@ -300,15 +340,29 @@ class TiledImageItem(QGraphicsItem):
         self.cache = TileCache(cache_bytes)
         self.synchronous = False
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
-        self._thumbnail = to_qimage(source.thumbnail())
         self._loader: TileLoader | None = None
         if not source.fast:
             self._loader = TileLoader(source, self.cache, self._read_tile)
             self._loader.signals.loaded.connect(self._tile_loaded)
+        if self._loader is not None and source.thumbnail_is_slow:
+            # a grey stand-in until the overview is read, so opening never blocks
+            w, h = source.levels[-1]
+            self._thumbnail = to_qimage(np.full((max(1, h // 8), max(1, w // 8), 3), 200, np.uint8))
+            self._loader.signals.thumbnail.connect(self._thumbnail_ready)
+            self._loader._pool.start(_ThumbnailJob(source, self._loader.signals))
+        else:
+            self._thumbnail = to_qimage(source.thumbnail())
+        self.thumbnail_changed: list = []  # callbacks (QGraphicsItem is no QObject)
 
     @property
     def thumbnail(self) -> QImage:
         return self._thumbnail
+
+    def _thumbnail_ready(self, image: QImage) -> None:
+        self._thumbnail = image
+        self.update()
+        for callback in self.thumbnail_changed:
+            callback(image)
 
     def boundingRect(self) -> QRectF:
         return QRectF(0, 0, self.source.width, self.source.height)
