@@ -216,3 +216,36 @@ def test_qt_binding_refcount_bug_is_neutralised():
         assert _qtfix.GUARDED and sys.getrefcount(None) > 1 << 39
     assert _qtfix.needs_guard("6.12.0", (3, 11)) and not _qtfix.needs_guard("6.11.3", (3, 11))
     assert not _qtfix.needs_guard("6.12.0", (3, 12))
+
+
+def test_tiff_without_pyramid_opens_at_once_and_reads_in_chunks(qtbot, tmp_path: Path, mosaic, monkeypatch):
+    from leukview.gui import tiles
+
+    _, image = mosaic
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, image, tile=(256, 256), photometric="rgb", compression="zlib")
+    monkeypatch.setattr(mainwindow_mod, "LARGE_IMAGE_PIXELS", 1_000_000)
+    monkeypatch.setattr(tiles, "THUMBNAIL_SIDE", 256)
+    monkeypatch.setattr(tiles, "CHUNK_SIDE", 512)
+    sizes: list[int] = []
+    real = core_io.read_region
+
+    def spy(path, x, y, w, h, level=0, **kwargs):  # noqa: ANN001
+        sizes.append(w * h)
+        return real(path, x, y, w, h, level, **kwargs)
+
+    monkeypatch.setattr(core_io, "read_region", spy)
+    window = make_window(qtbot, tmp_path)
+    assert window.open_image(flat, analyse=False)
+    item = window.image_item
+    assert item.source.thumbnail_is_slow
+    ready: list = []
+    item.thumbnail_changed.append(ready.append)
+    qtbot.waitUntil(lambda: bool(ready), timeout=20000)  # the overview arrives from a worker
+    thumb = ready[0].convertToFormat(QImage.Format.Format_RGB888)
+    assert (thumb.width(), thumb.height()) == item.source.levels[-1]
+    expected = cv2.resize(image, (thumb.width(), thumb.height()), interpolation=cv2.INTER_AREA)
+    got = np.array(thumb.constBits(), np.uint8).reshape(thumb.height(), thumb.bytesPerLine())
+    got = got[:, : thumb.width() * 3].reshape(thumb.height(), thumb.width(), 3)
+    assert np.abs(got.astype(int) - expected.astype(int)).mean() < 4.0
+    assert max(sizes) <= 512 * 512  # never more than a chunk at once

@@ -80,8 +80,9 @@ class TileSource:
         """Release files and memory."""
 
 
-def pyramid_sizes(width: int, height: int, smallest: int = THUMBNAIL_SIDE) -> list[tuple[int, int]]:
+def pyramid_sizes(width: int, height: int, smallest: int | None = None) -> list[tuple[int, int]]:
     """Level sizes halving from (width, height) until the longer side is at most ``smallest``."""
+    smallest = smallest or THUMBNAIL_SIDE
     sizes = [(width, height)]
     while max(sizes[-1]) > smallest:
         w, h = sizes[-1]
