@@ -682,6 +682,9 @@ class MainWindow(QMainWindow):
             self.error("Cannot open image", f"{path.name}\n\n{exc.strerror or exc}")
             return False
 
+        if not self.maybe_save():
+            item.close()
+            return False
         self.close_image()
         self.path = path
         self.source = source
@@ -712,8 +715,8 @@ class MainWindow(QMainWindow):
         """Save and forget the current image (the window stays open)."""
         self.runner.retire()
         self._set_busy(False)
-        if self.dirty:
-            self.autosave(force=True)
+        if self.dirty and self.settings.autosave:
+            self.autosave()
         self.undo_stack.clear()
         self.overlay.clear()
         if self.image_item is not None:
@@ -1342,24 +1345,34 @@ class MainWindow(QMainWindow):
         self._update_title()
         return saved
 
+    def maybe_save(self) -> bool:
+        """Before the review is left: save it (autosave) or ask. False when the user cancels."""
+        if not self.dirty or self.read_only:
+            return True
+        if self.settings.autosave or not self.interactive:
+            if self.save_session_file() is not None or not self.interactive:
+                return True
+            return (
+                QMessageBox.question(self, "Review not saved", "The review could not be saved. Leave it anyway?")
+                == QMessageBox.StandardButton.Yes
+            )
+        answer = QMessageBox.question(
+            self,
+            "Save the review?",
+            "The review has unsaved changes. Save them beside the image?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        )
+        if answer == QMessageBox.StandardButton.Cancel:
+            return False
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save_session_file() is not None
+        self.dirty = False  # discarded on purpose
+        return True
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.dirty and not self.read_only:
-            if self.settings.autosave or not self.interactive:
-                self.save_session_file()
-            else:
-                answer = QMessageBox.question(
-                    self,
-                    "Save the review?",
-                    "The review has unsaved changes. Save them beside the image?",
-                    QMessageBox.StandardButton.Save
-                    | QMessageBox.StandardButton.Discard
-                    | QMessageBox.StandardButton.Cancel,
-                )
-                if answer == QMessageBox.StandardButton.Cancel:
-                    event.ignore()
-                    return
-                if answer == QMessageBox.StandardButton.Save:
-                    self.save_session_file()
+        if not self.maybe_save():
+            event.ignore()
+            return
         self.runner.stop()
         self.preview.wait(2000)
         if self.image_item is not None:
