@@ -325,3 +325,31 @@ def test_context_menu_reclassifies_and_shows_the_keys(qtbot, tmp_path: Path, mod
     assert window.session.cell(cell_id).review.label == "eosinophil"
     key = str(window.classes().index("eosinophil") + 1)
     assert f"eosinophil\t{key}" in shown[0]  # the menu names each class's key
+
+
+def test_drop_recent_and_session_file_open_the_image(qtbot, tmp_path: Path, field: Path, data_dir: Path, dialogs):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    window = make_window(qtbot, tmp_path, empty)
+    window.settings.analyse_on_open = False
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(field))])
+    drop = QDropEvent(
+        QPointF(20, 20), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    window.view.dropEvent(drop)
+    assert window.path == field and window.session is None  # opened, not analysed (setting off)
+    other = tmp_path / "BloodImage_00214.jpg"
+    shutil.copy(data_dir / "bccd" / "JPEGImages" / other.name, other)
+    assert window.open_image(other)
+    assert window.settings.recent[:2] == [str(other.resolve()), str(field.resolve())]
+    # a session file names its image
+    window.analyse()
+    qtbot.waitUntil(lambda: window.session is not None and not window.runner.busy, timeout=ANALYSIS_TIMEOUT_MS)
+    saved = window.save_session_file()
+    assert window.open_image(field)
+    assert window.open_image(saved)
+    assert window.path == other and window.session is not None and not window.runner.busy
