@@ -59,6 +59,10 @@ _PYRAMID_WINDOW = 256
 #: A red cell's diameter relative to a white cell's, for crops that hold only a white cell.
 WHITE_TO_RED_DIAMETER = 0.8
 
+#: A red cell's diameter relative to the largest nucleus (lobes grouped), for crops
+#: around one white cell with no red cell in full view.
+NUCLEUS_TO_RED_DIAMETER = 1.0
+
 
 @dataclass(frozen=True)
 class SegmentationParams:
@@ -115,6 +119,12 @@ class SegmentationParams:
 
     min_platelet_area: float = 0.01
     """Smallest platelet (× red-cell area); smaller specks are noise."""
+
+    max_lobe_area: float = 0.5
+    """Touching white cells are one when a nucleus is smaller than this (× red-cell area): a lobe."""
+
+    max_wbc_diameter: float = 2.0
+    """Largest white cell (equivalent diameter, × d) that lobes may be joined into."""
 
     max_cytoplasm_width: float = 0.45
     """Cytoplasm is grown at most this far beyond the nucleus (× d)."""
@@ -457,8 +467,10 @@ def _estimate(rgb: np.ndarray, params: SegmentationParams) -> tuple[float, np.nd
         side = int(round(_PYRAMID_WINDOW / scale))
         y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
         window = rgb[y0: y0 + side, x0: x0 + side]
-        d_level = _estimate_at(_resize(window, scale), params)
-        if d_level <= _PYRAMID_WINDOW / 4 or side >= max(h, w):
+        d_level, n_red = _estimate_at(_resize(window, scale), params)
+        # Enough cells across, and several red cells seen (a window filled by one
+        # white cell and slivers of red cells around it is no measure).
+        if (d_level <= _PYRAMID_WINDOW / 4 and n_red >= 4) or side >= max(h, w):
             break
         scale /= 2.0
     d = d_level / scale
@@ -469,14 +481,16 @@ def _estimate(rgb: np.ndarray, params: SegmentationParams) -> tuple[float, np.nd
     side = int(round(640 / scale2))
     if side >= max(h, w):
         small = _resize(rgb, scale2)
-        return float(max(_estimate_at(small, params, True) / scale2, 4.0)), small, scale2
+        return float(max(_estimate_at(small, params, True)[0] / scale2, 4.0)), small, scale2
     y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    d = _estimate_at(_resize(rgb[y0: y0 + side, x0: x0 + side], scale2), params, True) / scale2
+    d = _estimate_at(_resize(rgb[y0: y0 + side, x0: x0 + side], scale2), params, True)[0] / scale2
     return float(max(d, 4.0)), None, scale2
 
 
-def _estimate_at(rgb: np.ndarray, params: SegmentationParams, careful: bool = False) -> float:
-    """Red-cell diameter in ``rgb``'s pixels.
+def _estimate_at(
+    rgb: np.ndarray, params: SegmentationParams, careful: bool = False
+) -> tuple[float, int]:
+    """Red-cell diameter in ``rgb``'s pixels, and how many red cells it rests on.
 
     ``careful`` uses the segmentation's own stain channels (background per
     tile, for uneven illumination); otherwise a light-weight version with one
@@ -484,7 +498,7 @@ def _estimate_at(rgb: np.ndarray, params: SegmentationParams, careful: bool = Fa
     """
     h, w = rgb.shape[:2]
     if min(h, w) < 8:
-        return float(max(h, w, 4))
+        return float(max(h, w, 4)), 0
     if careful:
         ch = _channels(rgb, params, cell_threshold=False)
         lit = ~ch.black
@@ -527,38 +541,93 @@ def _estimate_at(rgb: np.ndarray, params: SegmentationParams, careful: bool = Fa
     return _diameter_from_mask(cells, stained)
 
 
-def _diameter_on_black(lit: np.ndarray) -> float:
+def _diameter_on_black(lit: np.ndarray) -> tuple[float, int]:
     """Cells cut out on black (C-NMC): no red cells; a bit less than the largest cell's size."""
     dist = _distance(lit)
-    return WHITE_TO_RED_DIAMETER * (2.0 * float(dist.max()) + 1.0)
+    return WHITE_TO_RED_DIAMETER * (2.0 * float(dist.max()) + 1.0), 0
 
 
-def _diameter_from_mask(cells: np.ndarray, stained: np.ndarray) -> float:
-    """Red-cell diameter from a cell mask (see :func:`estimate_rbc_diameter`)."""
+def _diameter_from_mask(cells: np.ndarray, stained: np.ndarray) -> tuple[float, int]:
+    """Red-cell diameter from a cell mask (see :func:`estimate_rbc_diameter`).
+
+    Red cells with a pale centre can come out as rings, open where the pallor
+    reaches the rim; the ring's thickness would then pass for a radius. So the
+    gaps are closed with a radius set by the first estimate and the estimate
+    is repeated until it settles (at most three rounds).
+    """
+    d, n = _diameter_once(cells, stained, 3)
+    close = int(round(0.12 * d))
+    if close > 3:
+        # One more round with gaps closed at the cell's scale; kept only if it does
+        # not merge cells (as many red cells seen, at most a third larger).
+        d_next, n_next = _diameter_once(cells, stained, close)
+        if d <= d_next <= 1.35 * d and n_next >= 0.8 * n:
+            d, n = d_next, n_next
+    return d, n
+
+
+def _diameter_once(cells: np.ndarray, stained: np.ndarray, close: int) -> tuple[float, int]:
+    """One estimate and the number of red cells it rests on."""
     h, w = cells.shape
-    cells = cv2.morphologyEx(cells.astype(np.uint8), cv2.MORPH_CLOSE, _disk(3))
+    cells = cv2.morphologyEx(cells.astype(np.uint8), cv2.MORPH_CLOSE, _disk(close))
     cells = fill_holes(cells).astype(np.uint8)
     cells = cv2.morphologyEx(cells, cv2.MORPH_OPEN, _disk(1))
     if not cells.any():
-        return max(h, w) / 6.0
+        return max(h, w) / 6.0, 0
+    # The largest nucleus (lobes grouped): red cells are not much smaller than it,
+    # and without red cells in view it stands in for one (about the same size).
+    nucleus = 0.0
+    if stained.any():
+        grouped = cv2.morphologyEx(stained.astype(np.uint8), cv2.MORPH_CLOSE, _disk(3))
+        n_st, _, st_stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+        if n_st > 1:
+            nucleus = float(2.0 * np.sqrt(st_stats[1:, cv2.CC_STAT_AREA].max() / np.pi))
+    smallest = 0.35 * nucleus  # red cells narrower than this are specks, not cells
+    near_stain = cv2.dilate(stained.astype(np.uint8), _disk(2)).astype(np.float32)
+    # First choice: isolated round cells without nuclear stain, away from the border.
+    # A filled disc has area close to pi * (its largest inscribed radius)^2; rings
+    # (an unfilled pale centre) and clumps have much more, so they are left out.
     dist = _distance(cells)
+    n_comp, comp, stats, _ = cv2.connectedComponentsWithStats(cells, connectivity=8)
+    if n_comp > 1:
+        area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+        x0, y0 = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+        x1, y1 = x0 + stats[1:, cv2.CC_STAT_WIDTH], y0 + stats[1:, cv2.CC_STAT_HEIGHT]
+        inner = (x0 > 0) & (y0 > 0) & (x1 < w) & (y1 < h)
+        inradius = label_max(dist, comp, n_comp - 1)[1:] + 0.5
+        stained_comp = label_max(near_stain, comp, n_comp - 1)[1:] > 0
+        ratio = area / (np.pi * inradius**2)
+        round_cells = (
+            inner & ~stained_comp & (area >= 20) & (ratio >= 0.75) & (ratio <= 1.5)
+            & (2.0 * inradius >= smallest)
+        )
+        # Area-weighted median, and only when round cells make a fair part of the mask,
+        # so specks and platelets (small, often many) do not count.
+        if np.count_nonzero(round_cells) >= 3 and area[round_cells].sum() >= 0.1 * area.sum():
+            a = np.sort(area[round_cells])
+            median_area = a[np.searchsorted(np.cumsum(a), 0.5 * a.sum())]
+            return float(2.0 * np.sqrt(median_area / np.pi)), int(np.count_nonzero(round_cells))
+    # Else: distance-transform peaks over the clumps. Here the image border is not an
+    # edge: a red cell cut by it keeps its radius.
+    if not cells.all():
+        dist = cv2.distanceTransform(cells, cv2.DIST_L2, 5)
     peaks, _ = _local_peaks(dist, 2, 2.0)
     if peaks.size == 0:
-        return max(2.0 * float(dist.max()) + 1.0, 4.0)
+        return max(2.0 * float(dist.max()) + 1.0, nucleus, 4.0), 0
     r = float(np.percentile(peaks, 75))
     # Second pass: one peak per disc (peaks closer than a radius are one cell's
     # ridge), and shallow bumps along edges left out.
-    near_stain = cv2.dilate(stained.astype(np.uint8), _disk(2)).astype(np.float32)
     heights, on_stain = _local_peaks(dist, max(2, int(0.8 * r)), max(2.0, 0.5 * r), near_stain)
+    # Peaks inside white cells say nothing about red cells.
+    red = (on_stain < 0.5) & (2.0 * heights + 1.0 >= smallest)
+    if np.count_nonzero(red) >= 3:
+        return 2.0 * float(np.median(heights[red])) + 1.0, int(np.count_nonzero(red))
+    if nucleus > 0:
+        # A crop around one white cell: the nucleus stands in for a red cell.
+        return nucleus * NUCLEUS_TO_RED_DIAMETER, int(np.count_nonzero(red))
     if heights.size:
-        # Peaks inside white cells say nothing about red cells; a crop around one
-        # white cell (no red-cell peaks) falls back to a bit less than its size.
-        red = on_stain < 0.5
-        if np.count_nonzero(red) >= 2:
-            r = float(np.median(heights[red]))
-        else:
-            r = WHITE_TO_RED_DIAMETER * float(np.median(heights))
-    return 2.0 * r + 1.0
+        return 2.0 * float(np.median(heights)) + 1.0, int(np.count_nonzero(red))
+    return 2.0 * r + 1.0, 0
 
 
 # ----------------------------------------------------------------------------
@@ -640,6 +709,8 @@ def segment(
             reach = cv2.dilate((zones > 0).astype(np.uint8), _disk(params.max_cytoplasm_width * ds)) > 0
         wbc_labels = np.where((flood > 0) & (flood <= n_wbc) & reach, flood, 0).astype(np.int32)
         wbc_labels = _fill_each(wbc_labels, n_wbc)
+        wbc_labels, zones, n_wbc = _merge_lobes(wbc_labels, zones, nuc, n_wbc, ds, params)
+        wbc_nuc = np.where(nuc, zones, 0).astype(np.int32)
         # A stained speck inside a white cell is a granule or a lobe, not a platelet.
         plt_labels[wbc_labels > 0] = 0
 
@@ -718,6 +789,82 @@ def _label_cores(cores: np.ndarray, join: float) -> tuple[np.ndarray, int]:
     grown = cv2.dilate(cores.astype(np.uint8), _disk(join)) if join >= 1 else cores.astype(np.uint8)
     lab, n = ndi.label(grown, structure=np.ones((3, 3), bool))
     return np.where(cores, lab, 0).astype(np.int32), int(n)
+
+
+def _merge_lobes(
+    cells: np.ndarray,
+    zones: np.ndarray,
+    nuc: np.ndarray,
+    n: int,
+    ds: float,
+    params: SegmentationParams,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Join white cells that are lobes of one cell.
+
+    Lobes of a segmented neutrophil or eosinophil can lie farther apart than
+    :attr:`SegmentationParams.lobe_merge_distance` (granules between them) and
+    then grow as separate cells that touch. Two touching cells are one when
+    one of their nuclei is lobe-sized (under ``max_lobe_area`` × red-cell
+    area) and together they make one compact cell: nearly convex (solidity
+    at least 0.9) and no wider than ``max_wbc_diameter`` × d.
+
+    Returns
+    -------
+    cells, zones : ndarray of int32
+        Relabelled 1..n.
+    n : int
+    """
+    if n < 2:
+        return cells, zones, n
+    rbc_area = np.pi * ds * ds / 4.0
+    # Pairs of different cells that touch (4-neighbours).
+    pairs = set()
+    for a, b in ((cells[:, :-1], cells[:, 1:]), (cells[:-1, :], cells[1:, :])):
+        touch = (a != b) & (a > 0) & (b > 0)
+        if touch.any():
+            ab = np.stack([np.minimum(a[touch], b[touch]), np.maximum(a[touch], b[touch])], axis=1)
+            pairs.update(map(tuple, np.unique(ab, axis=0).tolist()))
+    if not pairs:
+        return cells, zones, n
+    nuc_area = np.bincount(zones[nuc], minlength=n + 1)
+    parent = np.arange(n + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    objs = ndi.find_objects(cells, max_label=n)
+    for a, b in sorted(pairs):
+        if min(nuc_area[a], nuc_area[b]) >= params.max_lobe_area * rbc_area:
+            continue
+        sa, sb = objs[a - 1], objs[b - 1]
+        sl = (slice(min(sa[0].start, sb[0].start), max(sa[0].stop, sb[0].stop)),
+              slice(min(sa[1].start, sb[1].start), max(sa[1].stop, sb[1].stop)))
+        ra, rb = root(a), root(b)
+        union = np.isin(root_of(parent, cells[sl]), (ra, rb))
+        area = float(np.count_nonzero(union))
+        if 2.0 * np.sqrt(area / np.pi) > params.max_wbc_diameter * ds:
+            continue
+        hull = cv2.convexHull(cv2.findNonZero(union.astype(np.uint8)))
+        if area < 0.9 * max(cv2.contourArea(hull), 1.0):
+            continue
+        parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([root(i) for i in range(n + 1)])
+    ids = np.unique(roots[1:])
+    lut = np.zeros(n + 1, np.int32)
+    lut[1:] = np.searchsorted(ids, roots[1:]) + 1
+    return lut[cells], lut[zones], len(ids)
+
+
+def root_of(parent: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Union-find roots of an array of labels (0 stays 0)."""
+    out = parent[labels]
+    while True:
+        nxt = parent[out]
+        if np.array_equal(nxt, out):
+            return out
+        out = nxt
 
 
 def _fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
