@@ -120,11 +120,17 @@ class SegmentationParams:
     min_platelet_area: float = 0.01
     """Smallest platelet (× red-cell area); smaller specks are noise."""
 
-    max_lobe_area: float = 0.5
-    """Touching white cells are one when a nucleus is smaller than this (× red-cell area): a lobe."""
+    max_lobed_nucleus_fraction: float = 0.6
+    """Touching white cells are one cell when their nuclei fill at most this fraction of them."""
 
-    max_wbc_diameter: float = 2.0
+    max_wbc_diameter: float = 2.6
     """Largest white cell (equivalent diameter, × d) that lobes may be joined into."""
+
+    cytoplasm_ring: float = 0.08
+    """Width of the ring around a nucleus (× d) whose colour is taken as the cell's cytoplasm."""
+
+    min_cytoplasm_contrast: float = 0.08
+    """Cytoplasm is told from red cells by colour only when their optical densities differ this much."""
 
     max_cytoplasm_width: float = 0.45
     """Cytoplasm is grown at most this far beyond the nucleus (× d)."""
@@ -272,6 +278,7 @@ class _Channels:
     cell_threshold: float
     nucleus_threshold: float
     nuclear_offset: float  # background blue-minus-green, subtracted from the nuclear channel
+    od: np.ndarray | None = None  # float32 (H, W, 3): optical density per channel
 
 
 def _channels(
@@ -322,7 +329,7 @@ def _channels(
     nv = _sample(nuclear[cells])
     if nv.size > 16 and float(nv.max() - nv.min()) > 1e-3:
         nuc_thr = max(nuc_thr, params.nucleus_threshold_scale * _upper_cut(nv))
-    return _Channels(black, density, nuclear, cell_thr, nuc_thr, offset)
+    return _Channels(black, density, nuclear, cell_thr, nuc_thr, offset, od.astype(np.float32))
 
 
 def _sample(values: np.ndarray, n: int = 20_000) -> np.ndarray:
@@ -711,6 +718,9 @@ def segment(
         wbc_labels = _fill_each(wbc_labels, n_wbc)
         wbc_labels, zones, n_wbc = _merge_lobes(wbc_labels, zones, nuc, n_wbc, ds, params)
         wbc_nuc = np.where(nuc, zones, 0).astype(np.int32)
+        if not ch.black.any():
+            rbc_pixels = (flood > n_wbc) & cells
+            wbc_labels = _trim_cytoplasm(wbc_labels, zones, rbc_pixels, ch, n_wbc, ds, params)
         # A stained speck inside a white cell is a granule or a lobe, not a platelet.
         plt_labels[wbc_labels > 0] = 0
 
@@ -791,6 +801,57 @@ def _label_cores(cores: np.ndarray, join: float) -> tuple[np.ndarray, int]:
     return np.where(cores, lab, 0).astype(np.int32), int(n)
 
 
+def _trim_cytoplasm(
+    cells: np.ndarray,
+    zones: np.ndarray,
+    rbc_pixels: np.ndarray,
+    ch: _Channels,
+    n: int,
+    ds: float,
+    params: SegmentationParams,
+) -> np.ndarray:
+    """Give back to the red cells what a white cell grew into.
+
+    Where a white cell lies among red cells with no waist between them, the
+    geometric watershed lets it grow into its neighbours up to its reach. Each
+    white cell's own cytoplasm colour is measured in a thin ring around its
+    nucleus; a pixel of the grown cell stays only if its colour (optical density
+    per channel) is closer to that cytoplasm than to the red cells' median. The
+    part connected to the nucleus is kept, its holes filled. Cells whose
+    cytoplasm looks like the red cells (no contrast) are left as they are.
+    """
+    od = ch.od
+    if od is None or np.count_nonzero(rbc_pixels) < 50:
+        return cells
+    rbc_colour = np.median(od[rbc_pixels], axis=0)
+    out = cells.copy()
+    ring_width = max(1.0, params.cytoplasm_ring * ds)
+    for i, sl in enumerate(ndi.find_objects(cells, max_label=n), start=1):
+        if sl is None:
+            continue
+        cell = cells[sl] == i
+        zone = zones[sl] == i
+        ring = cell & ~zone & (cv2.dilate(zone.astype(np.uint8), _disk(ring_width)) > 0)
+        if np.count_nonzero(ring) < 10:
+            continue
+        sub = od[sl]
+        cyto_colour = np.median(sub[ring], axis=0)
+        if float(np.linalg.norm(cyto_colour - rbc_colour)) < params.min_cytoplasm_contrast:
+            continue
+        d_cyto = np.linalg.norm(sub - cyto_colour, axis=2)
+        d_rbc = np.linalg.norm(sub - rbc_colour, axis=2)
+        keep = (cell & (d_cyto <= d_rbc)) | zone
+        keep = cv2.morphologyEx(keep.astype(np.uint8), cv2.MORPH_OPEN, _disk(1)) > 0
+        keep |= zone
+        lab, _ = ndi.label(keep)
+        own = np.unique(lab[zone])
+        keep = np.isin(lab, own[own > 0])
+        keep = fill_holes(keep) & cell
+        region = out[sl]
+        region[cell & ~keep] = 0
+    return out
+
+
 def _merge_lobes(
     cells: np.ndarray,
     zones: np.ndarray,
@@ -803,10 +864,11 @@ def _merge_lobes(
 
     Lobes of a segmented neutrophil or eosinophil can lie farther apart than
     :attr:`SegmentationParams.lobe_merge_distance` (granules between them) and
-    then grow as separate cells that touch. Two touching cells are one when
-    one of their nuclei is lobe-sized (under ``max_lobe_area`` × red-cell
-    area) and together they make one compact cell: nearly convex (solidity
-    at least 0.9) and no wider than ``max_wbc_diameter`` × d.
+    then grow as separate cells, touching or nearly. Two such cells are one
+    when together they make one compact cell with plenty of cytoplasm: nearly
+    convex (solidity at least 0.9), no wider than ``max_wbc_diameter`` × d,
+    and nucleus at most ``max_lobed_nucleus_fraction`` of it. Two blasts
+    pressed together fail the last test: their nuclei fill their cells.
 
     Returns
     -------
@@ -816,17 +878,22 @@ def _merge_lobes(
     """
     if n < 2:
         return cells, zones, n
-    rbc_area = np.pi * ds * ds / 4.0
-    # Pairs of different cells that touch (4-neighbours).
+    # Pairs of different cells closer than a small gap.
+    gap = max(1, int(round(0.08 * ds)))
+    kernel = np.ones((2 * gap + 1, 2 * gap + 1), np.uint8)
+    # (float32 holds label ids exactly; OpenCV's morphology has no int32.)
+    hi = cv2.dilate(cells.astype(np.float32), kernel).astype(np.int32)
+    lo = cv2.erode(np.where(cells > 0, cells, n + 1).astype(np.float32), kernel).astype(np.int32)
     pairs = set()
-    for a, b in ((cells[:, :-1], cells[:, 1:]), (cells[:-1, :], cells[1:, :])):
-        touch = (a != b) & (a > 0) & (b > 0)
-        if touch.any():
-            ab = np.stack([np.minimum(a[touch], b[touch]), np.maximum(a[touch], b[touch])], axis=1)
+    for other in (hi, lo):
+        near = (cells > 0) & (other > 0) & (other <= n) & (other != cells)
+        if near.any():
+            ab = np.stack([np.minimum(cells[near], other[near]), np.maximum(cells[near], other[near])], 1)
             pairs.update(map(tuple, np.unique(ab, axis=0).tolist()))
     if not pairs:
         return cells, zones, n
-    nuc_area = np.bincount(zones[nuc], minlength=n + 1)
+    nuc_area = np.bincount(zones[nuc], minlength=n + 1).astype(np.float64)
+    cell_area = np.bincount(cells.ravel(), minlength=n + 1).astype(np.float64)
     parent = np.arange(n + 1)
 
     def root(i: int) -> int:
@@ -836,16 +903,20 @@ def _merge_lobes(
 
     objs = ndi.find_objects(cells, max_label=n)
     for a, b in sorted(pairs):
-        if min(nuc_area[a], nuc_area[b]) >= params.max_lobe_area * rbc_area:
-            continue
-        sa, sb = objs[a - 1], objs[b - 1]
-        sl = (slice(min(sa[0].start, sb[0].start), max(sa[0].stop, sb[0].stop)),
-              slice(min(sa[1].start, sb[1].start), max(sa[1].stop, sb[1].stop)))
         ra, rb = root(a), root(b)
-        union = np.isin(root_of(parent, cells[sl]), (ra, rb))
-        area = float(np.count_nonzero(union))
+        if ra == rb:
+            continue
+        members = [i for i in range(1, n + 1) if root(i) in (ra, rb)]
+        area = float(cell_area[members].sum())
+        if nuc_area[members].sum() > params.max_lobed_nucleus_fraction * area:
+            continue
         if 2.0 * np.sqrt(area / np.pi) > params.max_wbc_diameter * ds:
             continue
+        sl = tuple(
+            slice(min(objs[i - 1][k].start for i in members), max(objs[i - 1][k].stop for i in members))
+            for k in (0, 1)
+        )
+        union = np.isin(cells[sl], members)
         hull = cv2.convexHull(cv2.findNonZero(union.astype(np.uint8)))
         if area < 0.9 * max(cv2.contourArea(hull), 1.0):
             continue
@@ -854,7 +925,11 @@ def _merge_lobes(
     ids = np.unique(roots[1:])
     lut = np.zeros(n + 1, np.int32)
     lut[1:] = np.searchsorted(ids, roots[1:]) + 1
-    return lut[cells], lut[zones], len(ids)
+    merged = lut[cells]
+    if len(ids) < n:
+        # Fill the small gap between joined lobes' cells.
+        merged = _fill_each(merged, len(ids))
+    return merged, lut[zones], len(ids)
 
 
 def root_of(parent: np.ndarray, labels: np.ndarray) -> np.ndarray:
