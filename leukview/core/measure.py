@@ -173,7 +173,7 @@ def lobe_count(nucleus_mask: np.ndarray, min_area: int = 4) -> int:
     frag, n_frag = ndi.label(mask)
     sizes = np.bincount(frag.ravel(), minlength=n_frag + 1)
     dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    peak = label_max(dist, frag, n_frag)[1:]
+    peak = label_max(dist, frag, n_frag, separated=True)[1:]
     keep = np.zeros(n_frag + 1, dtype=bool)
     keep[1:] = sizes[1:] >= min_area
     if not keep.any():
@@ -209,15 +209,22 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return (outside[1:-1, 1:-1] != 2)
 
 
-def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+def label_max(
+    values: np.ndarray, labels: np.ndarray, n: int, *, separated: bool = False
+) -> np.ndarray:
     """Maximum of ``values`` per label 0..n (0 where a label is absent).
 
     Parameters
     ----------
     values : ndarray of float, shape (h, w)
     labels : ndarray of int, shape (h, w)
-        Labels 0..n (0 counts too, as background).
+        Labels 0..n; label 0 is not measured (its entry is 0).
     n : int
+    separated : bool
+        Promise that ``values`` are non-negative and 0 off the labels, and that
+        different labels never touch (8-connected components, or a distance map
+        of them): then only 3x3 local maxima can be a label's maximum, and only
+        they are looked at, which is much faster.
 
     Returns
     -------
@@ -225,6 +232,9 @@ def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """
     out = np.zeros(n + 1, np.float64)
     sel = labels > 0
+    if separated:
+        v32 = values.astype(np.float32, copy=False)
+        sel &= v32 >= cv2.dilate(v32, np.ones((3, 3), np.uint8))
     np.maximum.at(out, labels[sel], values[sel])
     return out
 

@@ -601,8 +601,8 @@ def _diameter_once(cells: np.ndarray, stained: np.ndarray, close: int) -> tuple[
         x0, y0 = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
         x1, y1 = x0 + stats[1:, cv2.CC_STAT_WIDTH], y0 + stats[1:, cv2.CC_STAT_HEIGHT]
         inner = (x0 > 0) & (y0 > 0) & (x1 < w) & (y1 < h)
-        inradius = label_max(dist, comp, n_comp - 1)[1:] + 0.5
-        stained_comp = label_max(near_stain, comp, n_comp - 1)[1:] > 0
+        inradius = label_max(dist, comp, n_comp - 1, separated=True)[1:] + 0.5
+        stained_comp = np.bincount(comp[near_stain > 0], minlength=n_comp)[1:] > 0
         ratio = area / (np.pi * inradius**2)
         round_cells = (
             inner & ~stained_comp & (area >= 20) & (ratio >= 0.75) & (ratio <= 1.5)
@@ -983,7 +983,7 @@ def _nucleus_groups(
     # Thickness (largest half-width of stained pixels) tells a nucleus from a clump of
     # platelet granules of the same area.
     nuc_dist = _distance(nuc)
-    thick = label_max(nuc_dist, group_lab, n_group)
+    thick = label_max(nuc_dist, group_lab, n_group, separated=True)
     is_wbc = (sizes >= params.min_wbc_nucleus_area * rbc_area) & (
         thick >= params.min_nucleus_thickness * ds
     )
