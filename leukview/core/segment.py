@@ -1,32 +1,36 @@
 """Classical segmentation of a blood smear field: white cells, red cells, platelets.
 
 The method, step by step (each step is a few array operations a person can
-inspect; nothing is learned):
+inspect; nothing is learned). docs/segmentation.md has the figures.
 
 1. **Scale.** The red-cell diameter ``d`` is estimated from the image
-   (:func:`estimate_rbc_diameter`) and the field is shrunk so a red cell spans
-   about :attr:`SegmentationParams.work_rbc_diameter` pixels. Every size below
-   is a multiple of ``d``, so magnification does not matter, and the work
-   image is small, so segmentation is fast.
-2. **Background and stains.** The background colour is the median of the
-   brightest pixels (or black, for segmented cells on black as in C-NMC).
-   Optical density relative to it gives a *cell* channel (total stain, Otsu
-   threshold: red cells, white cells, platelets) and a *nuclear stain*
-   channel (blue minus green: the purple nuclei of the Romanowsky stains are
-   blue-heavy, red cells are red-heavy), thresholded with Otsu over the cells.
+   (:func:`estimate_rbc_diameter`: isolated round cells, else distance-transform
+   peaks, found fine to coarse so small cells never merge) and the field is
+   shrunk so a red cell spans about :attr:`SegmentationParams.work_rbc_diameter`
+   pixels. Every size below is a multiple of ``d``, so magnification does not
+   matter, and the work image is small, so segmentation is fast.
+2. **Background and stains.** The background colour is taken per tile from
+   the brightest pixels (flattening uneven illumination), or is black for
+   cells cut out on black (C-NMC). Optical density against it gives a *cell*
+   channel (total stain; cut just above the glass's own spread, or at the
+   lower cut of a three-class Otsu) and a *nuclear stain* channel (blue minus
+   green: Romanowsky-stained nuclei are blue-purple, red cells red-pink),
+   cut at the upper threshold of a three-class Otsu over the cells.
 3. **Nuclei.** The nuclear-stain mask is cleaned by morphology. Fragments
    closer than :attr:`~SegmentationParams.lobe_merge_distance` are grouped
-   (the lobes of a neutrophil are one cell); touching nuclei are split by a
-   marker-controlled watershed on the distance transform, one marker per
-   thick core. Groups large enough are white-cell nuclei (erythroblasts
-   included); small isolated stained specks are platelets.
-4. **Cytoplasm and red cells.** A watershed on the colour gradient grows
-   each white-cell nucleus into its cytoplasm, competing with the red cells
-   and the background around it and limited to a ring set by ``d``. The
-   rest of the cell mask is split into red cells by a distance-transform
-   watershed (touching red cells separate at their waist).
-5. **Refine and measure.** White cells are redrawn at full resolution in
-   their own small crop; every cell is measured
+   (the lobes of a neutrophil are one cell). Groups large and thick enough are
+   white-cell nuclei (erythroblasts included); small isolated specks are
+   platelets. Touching nuclei are split by a marker-controlled watershed on
+   the distance transform (h-maxima markers) when each piece is nucleus-sized.
+4. **Cytoplasm and red cells.** One watershed on the distance transform of
+   the cell mask grows every white cell from its nucleus and every red cell
+   from its thick core; they meet at the waists between them. A white cell is
+   limited to :attr:`~SegmentationParams.max_cytoplasm_width` beyond its
+   nucleus and trimmed by colour where it grew into red cells; touching
+   white cells that together make one round cell with plenty of cytoplasm
+   are joined (lobes far apart). The rest are red cells.
+5. **Refine and measure.** White cells and their nuclei are redrawn at full
+   resolution in their own small crop; every cell is measured
    (:func:`leukview.core.measure.measure_cell`).
 """
 
@@ -1036,17 +1040,6 @@ def _nucleus_groups(
     lut[ids] = np.arange(1, len(ids) + 1)
     zones = lut[split]
     return zones, len(ids), plt_labels
-
-
-def _gradient(f: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma > 0:
-        f = cv2.GaussianBlur(f, (0, 0), sigma)
-    g = np.zeros(f.shape[:2], np.float32)
-    for c in range(3):
-        gx = cv2.Sobel(f[..., c], cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(f[..., c], cv2.CV_32F, 0, 1, ksize=3)
-        g += gx * gx + gy * gy
-    return np.sqrt(g)
 
 
 def _fill_each(labels: np.ndarray, n: int) -> np.ndarray:
