@@ -49,6 +49,8 @@ def make_cell(cell_id: int, kind: str = "wbc", *, x: float = 50.0, y: float = 50
 
 def test_review_classes_follow_clinical_order_and_add_blast_and_artefact():
     assert review_classes([TYPE, BLAST]) == ["neutrophil", "lymphocyte", "basophil", "blast", "platelet", ARTEFACT]
+    # a reviewer can call a blast even when no model knows the class
+    assert "blast" in review_classes([TYPE])
     # without a type model the usual classes are offered for a manual differential
     manual = review_classes([])
     assert manual[0] == "neutrophil" and "blast" in manual and manual[-1] == ARTEFACT

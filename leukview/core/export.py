@@ -94,13 +94,15 @@ def _ordered(names: Sequence[str]) -> list[str]:
 def review_classes(models: Sequence[ModelRun]) -> list[str]:
     """The classes a reviewer can assign, in clinical order, ``artefact`` last.
 
-    The primary model's classes plus every flag model's positive class; the
-    usual white-cell classes when no type model ran, so a manual differential
-    works without models.
+    The primary model's classes plus every flag model's positive class, and
+    always ``blast`` (a reviewer must be able to call one whatever the models
+    know); the usual white-cell classes when no type model ran, so a manual
+    differential works without models.
     """
     primary = primary_model(models)
     names = list(primary.classes) if primary else list(DEFAULT_CLASSES)
     names += [m.positive_class for m in flag_models(models) if m.positive_class]
+    names.append("blast")
     return [n for n in _ordered(names) if n != ARTEFACT] + [ARTEFACT]
 
 
