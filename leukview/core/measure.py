@@ -135,7 +135,7 @@ def perimeter(mask: np.ndarray) -> float:
     if not mask.any():
         return 0.0
     contours, _ = cv2.findContours(
-        np.pad(mask, 1).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+        _pad(mask.astype(np.uint8), 0), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
     )
     return float(sum(cv2.arcLength(cv2.approxPolyDP(c, 0.7, True), True) for c in contours))
 
@@ -172,7 +172,7 @@ def lobe_count(nucleus_mask: np.ndarray, min_area: int = 4) -> int:
         return 0
     frag, n_frag = ndi.label(mask)
     sizes = np.bincount(frag.ravel(), minlength=n_frag + 1)
-    dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    dist = cv2.distanceTransform(_pad(mask.astype(np.uint8), 0), cv2.DIST_L2, 5)[1:-1, 1:-1]
     peak = label_max(dist, frag, n_frag, separated=True)[1:]
     keep = np.zeros(n_frag + 1, dtype=bool)
     keep[1:] = sizes[1:] >= min_area
@@ -202,7 +202,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     m = np.asarray(mask, dtype=bool)
     if m.size == 0:
         return m.copy()
-    outside = np.pad(~m, 1, constant_values=True).astype(np.uint8)
+    outside = _pad((~m).astype(np.uint8), 1)
     # Flood the background from the (padded) corner; what it cannot reach is a hole.
     flood = np.zeros((outside.shape[0] + 2, outside.shape[1] + 2), np.uint8)
     cv2.floodFill(outside, flood, (0, 0), 2, flags=4)
@@ -239,6 +239,14 @@ def label_max(
     return out
 
 
+def _pad(img: np.ndarray, value: int) -> np.ndarray:
+    """A one-pixel constant border (OpenCV's is much faster than numpy's pad on small crops)."""
+    return cv2.copyMakeBorder(img, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=value)
+
+
 def _mean_rgb(image: np.ndarray, mask: np.ndarray, prefix: str) -> dict[str, float]:
-    mean = image[mask].reshape(-1, 3).mean(axis=0)
+    if image.dtype == np.uint8:
+        mean = cv2.mean(np.ascontiguousarray(image), mask=mask.astype(np.uint8))
+    else:
+        mean = image[mask].reshape(-1, 3).mean(axis=0)
     return {f"{prefix}_r": float(mean[0]), f"{prefix}_g": float(mean[1]), f"{prefix}_b": float(mean[2])}

@@ -265,6 +265,17 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(out, size, interpolation=cv2.INTER_AREA)
 
 
+def _channel_max(f: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over the 3 channels (OpenCV: much faster than numpy's reduce)."""
+    return cv2.max(cv2.max(f[..., 0], f[..., 1]), f[..., 2])
+
+
+def _channel_sum(f: np.ndarray) -> np.ndarray:
+    """Per-pixel sum over the 3 channels, float32."""
+    f = np.ascontiguousarray(f, dtype=np.float32)
+    return cv2.transform(f, np.ones((1, 3), np.float32)).reshape(f.shape[:2])
+
+
 def _disk(radius: float) -> np.ndarray:
     r = max(int(round(radius)), 1)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
@@ -301,7 +312,7 @@ def _channels(
     f = rgb.astype(np.float32)
     if params.smoothing > 0:
         f = cv2.GaussianBlur(f, (0, 0), params.smoothing)
-    black = f.max(axis=2) < params.black_background_level
+    black = _channel_max(f) < params.black_background_level
     if black.mean() > 0.05:
         black = cv2.morphologyEx(black.astype(np.uint8), cv2.MORPH_OPEN, _disk(1)).astype(bool)
     else:
@@ -314,7 +325,7 @@ def _channels(
         h, w = f.shape[:2]
         bg = _background(f, tile if tile else max(h, w) / 4.0)
     od = np.log(np.maximum(bg, 1.0) / np.maximum(f, 1.0))
-    density = od.sum(axis=2).astype(np.float32)
+    density = _channel_sum(od)
     density[black] = 0.0
     bgd = bg[..., 2] - bg[..., 1]
     offset = float(np.median(bgd[lit])) if lit.any() else 0.0
@@ -354,7 +365,7 @@ def _background(f: np.ndarray, tile: float) -> np.ndarray:
     ny, nx = max(1, int(round(h / tile))), max(1, int(round(w / tile)))
     ys = np.linspace(0, h, ny + 1).astype(int)
     xs = np.linspace(0, w, nx + 1).astype(int)
-    bright = f.sum(axis=2)
+    bright = _channel_sum(f)
     grid = np.zeros((ny, nx, 3), np.float32)
     # Every other pixel per tile: the same percentile at a quarter of the cost.
     st = 2 if tile >= 24 else 1
@@ -526,7 +537,7 @@ def _estimate_at(
     # Light-weight stains: one background colour, subsampled thresholds.
     f = cv2.GaussianBlur(rgb, (0, 0), params.smoothing) if params.smoothing > 0 else rgb
     f = f.astype(np.float32)
-    black = f.max(axis=2) < params.black_background_level
+    black = _channel_max(f) < params.black_background_level
     if black.mean() <= 0.05:
         black[:] = False
     lit = ~black
@@ -537,7 +548,7 @@ def _estimate_at(
         sample = f[::3, ::3].reshape(-1, 3)
         bright = sample.sum(axis=1)
         bg = np.median(sample[bright >= np.percentile(bright, 90)], axis=0)
-        density = np.log(np.maximum(bg, 1.0) / np.maximum(f, 1.0)).sum(axis=2)
+        density = _channel_sum(np.log(np.maximum(bg, 1.0) / np.maximum(f, 1.0)))
         nuclear -= float(bg[2] - bg[1])
         nv = _sample(nuclear.ravel(), 5000)
         nuc_thr = float(params.min_nucleus_contrast)
@@ -747,7 +758,7 @@ def segment(
 def _distance(mask: np.ndarray) -> np.ndarray:
     """Euclidean distance to the nearest background pixel, the image border counting as
     background (a mask with no background would otherwise be infinitely far)."""
-    padded = np.pad(mask.astype(np.uint8), 1)
+    padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     return cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
 
 
