@@ -1129,7 +1129,19 @@ def _assemble(
             lut[cell.id] = new_id
             cell.id = new_id
         full = lut[full]
+    for cell in cells:
+        _clip_to_image(cell, w, h)
     return Segmentation(cells, float(d), full, nucleus_full, float(scale), params)
+
+
+def _clip_to_image(cell: Cell, width: int, height: int) -> None:
+    """Keep geometry found at the work scale inside the image (rounding can push it past the edge)."""
+    x0, y0, x1, y1 = cell.bbox
+    cell.bbox = (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
+    limit = np.array([width - 1, height - 1])
+    cell.contour = np.clip(cell.contour, 0, limit).astype(np.int32)
+    if cell.nucleus_contour is not None:
+        cell.nucleus_contour = np.clip(cell.nucleus_contour, 0, limit).astype(np.int32)
 
 
 def _refine_wbc(
