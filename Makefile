@@ -30,8 +30,10 @@ run: $(VENV)/.stamp-app
 analyze-sample: $(VENV)/.stamp-app
 	$(BIN)/leukview analyze $(SAMPLE) --out out/sample --overlay
 
+# The whole suite, then the offline bundle's smoke test (a few minutes; see installer/README.md).
 test: $(VENV)/.stamp-setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory bundle-test
 
 lint: $(VENV)/.stamp-setup
 	$(BIN)/ruff check leukview training tests bench installer
@@ -40,6 +42,7 @@ lint: $(VENV)/.stamp-setup
 bench: $(VENV)/.stamp-setup
 	$(BIN)/python bench/bench_segment.py
 	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_analyze.py
 
 # Offline one-folder bundle (PyInstaller, from .venv) -> dist/leukview/; see installer/README.md.
 # BUILD_INFO.txt is written last, after the checks pass: it is the stamp.
