@@ -30,10 +30,10 @@ run: $(VENV)/.stamp-app
 analyze-sample: $(VENV)/.stamp-app
 	$(BIN)/leukview analyze $(SAMPLE) --out out/sample --overlay
 
-# The whole suite, then the offline bundle's smoke test (a few minutes; see installer/README.md).
+# The offline bundle's smoke test (a few minutes; see installer/README.md), then the whole suite.
 test: $(VENV)/.stamp-setup
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory bundle-test
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 lint: $(VENV)/.stamp-setup
 	$(BIN)/ruff check leukview training tests bench installer
