@@ -145,6 +145,24 @@ class SegmentationParams:
     min_rbc_area: float = 0.25
     """Smallest red cell (× red-cell area); smaller pieces are dropped."""
 
+    rbc_threshold_scale: float = 0.6
+    """Multiplies the automatic (Otsu, glass | red cells) threshold of total stain for red cells."""
+
+    rbc_marker_distance: float = 0.35
+    """Red-cell watershed seeds are distance-transform peaks at least this far apart (× d)."""
+
+    rbc_close: float = 0.1
+    """Gaps in a red cell's rim up to about twice this (× d) are closed so its pallor is filled."""
+
+    max_rbc_area: float = 1.8
+    """A red-cell piece larger than this (× red-cell area) is a clump, divided by area."""
+
+    platelet_threshold_scale: float = 0.6
+    """Platelets are specks above this fraction of the nuclear-stain threshold (paler than nuclei)."""
+
+    max_platelet_area: float = 0.3
+    """Largest platelet (× red-cell area)."""
+
     detect_rbc: bool = True
     """Find and split red cells (turn off to segment white cells only, faster)."""
 
@@ -740,19 +758,202 @@ def segment(
         plt_labels[wbc_labels > 0] = 0
 
     rbc_labels = np.zeros(nuc.shape, np.int32)
+    red = np.zeros(nuc.shape, bool)
     if params.detect_rbc:
-        rl = np.where((flood > n_wbc) & (wbc_labels == 0) & (plt_labels == 0), flood - n_wbc, 0)
-        sizes = np.bincount(rl.ravel())
-        keep = sizes >= params.min_rbc_area * rbc_area
-        keep[0] = False
-        lut = np.zeros(len(sizes), np.int32)
-        lut[keep] = np.arange(1, int(keep.sum()) + 1)
-        rbc_labels = lut[rl]
+        if ch.black.any():
+            red = cells & (flood > n_wbc)
+        else:
+            red = _red_cell_mask(ch, nuc, wbc_labels, ds, params)
+        rbc_labels = _split_red_cells(red & (wbc_labels == 0) & (plt_labels == 0), ds, params)
+    if params.detect_platelets and not ch.black.any():
+        plt_labels = _platelets(ch, nuc, wbc_labels, red, plt_labels, ds, params)
 
     return _assemble(
         rgb, small, scale, d, params, pixel_size_um, wbc_labels, wbc_nuc, n_wbc, rbc_labels,
         plt_labels, ch,
     )
+
+
+def _red_cell_mask(
+    ch: _Channels, nuc: np.ndarray, wbc_labels: np.ndarray, ds: float, params: SegmentationParams
+) -> np.ndarray:
+    """Red cells against the glass, at the work scale.
+
+    The cell threshold of total stain is set low so that pale cytoplasm counts;
+    on fields with a pale, uneven glass (BCCD) that lets the red cells bleed
+    into the background. Red cells are stained well above the glass, so their
+    own cut is a two-class Otsu of total stain over the pixels that are not
+    white cells or nuclear stain (glass | red cells), times
+    :attr:`SegmentationParams.rbc_threshold_scale`, and never below the cell
+    threshold. Central pallor and small gaps are filled.
+
+    Returns
+    -------
+    ndarray of bool, shape of ``ch.density``
+    """
+    other = ~ch.black & ~nuc & (wbc_labels == 0)
+    thr = ch.cell_threshold
+    v = _sample(ch.density[other])
+    if v.size > 16 and float(v.max() - v.min()) > 1e-3:
+        thr = max(thr, params.rbc_threshold_scale * float(threshold_otsu(v)))
+    red = (ch.density > thr) & ~ch.black
+    red = cv2.morphologyEx(red.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1.0, 0.06 * ds)))
+    # Close rings (a pale centre reaching the rim) before filling the pallor.
+    red = cv2.morphologyEx(red, cv2.MORPH_CLOSE, _disk(max(1.0, params.rbc_close * ds))) > 0
+    return _fill_small_holes(red, np.pi * ds * ds / 4.0)
+
+
+def _split_red_cells(red: np.ndarray, ds: float, params: SegmentationParams) -> np.ndarray:
+    """One label per red cell: a marker watershed on the distance transform.
+
+    Each red cell is a disc; in a clump of touching or overlapping discs the
+    distance transform keeps a peak near each centre. The disc size is taken
+    from the mask itself (median peak height, within 0.6-1.2 × d: the overall
+    estimate can be off on crowded fields). Markers are the peaks at least
+    :attr:`SegmentationParams.rbc_marker_distance` × that diameter apart; the
+    watershed of the inverted distance from them splits the clump at the
+    waists. Heavily overlapping cells leave no waist: a piece still larger than
+    :attr:`~SegmentationParams.max_rbc_area` red-cell areas is divided into as
+    many compact parts as its area holds cells (k-means of its pixel
+    positions). Pieces smaller than :attr:`~SegmentationParams.min_rbc_area`
+    are dropped.
+
+    Returns
+    -------
+    ndarray of int32, labels 1..n (0 elsewhere)
+    """
+    if not red.any():
+        return np.zeros(red.shape, np.int32)
+    dist = _distance(red)
+    dr = _red_disc_diameter(red, dist, ds)
+    rbc_area = np.pi * dr * dr / 4.0
+    kernel = _disk(max(1, int(round(params.rbc_marker_distance * dr))))
+    peaks = (dist >= cv2.dilate(dist, kernel) - 1e-3) & (dist >= 0.15 * dr)
+    markers, n = _label_cores(peaks, 0.1 * dr)
+    if n == 0:
+        return np.zeros(red.shape, np.int32)
+    lab = watershed(-dist, markers, mask=red).astype(np.int32)
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    big = np.flatnonzero(sizes[1:] > params.max_rbc_area * rbc_area) + 1
+    if big.size:
+        objs = ndi.find_objects(lab, max_label=n)
+        for i in big:
+            sl = objs[i - 1]
+            region = lab[sl] == i
+            k = int(round(sizes[i] / rbc_area))
+            if k < 2:
+                continue
+            parts = _kmeans_split(region, k)
+            sub = lab[sl]
+            sub[region & (parts > 1)] = parts[region & (parts > 1)] + n - 1
+            n += k - 1
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = sizes >= params.min_rbc_area * rbc_area
+    keep[0] = False
+    lut = np.zeros(n + 1, np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    return lut[lab]
+
+
+def _red_disc_diameter(red: np.ndarray, dist: np.ndarray, ds: float) -> float:
+    """Red-cell diameter (work px) from the red-cell mask and its distance transform.
+
+    The median equivalent diameter of isolated round pieces away from the
+    border (a filled disc has area close to π × inradius²; clumps have more),
+    when there are at least three; else ``ds``. Kept within 0.6-1.2 × ``ds``
+    (the overall estimate can be off on crowded fields, by less than that).
+    """
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(red.astype(np.uint8), connectivity=8)
+    if n <= 4:
+        return ds
+    h, w = red.shape
+    area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+    x0, y0 = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+    x1, y1 = x0 + stats[1:, cv2.CC_STAT_WIDTH], y0 + stats[1:, cv2.CC_STAT_HEIGHT]
+    inner = (x0 > 0) & (y0 > 0) & (x1 < w) & (y1 < h)
+    inradius = label_max(np.where(red, dist, 0.0).astype(np.float32), lab, n - 1, separated=True)[1:] + 0.5
+    ratio = area / (np.pi * inradius**2)
+    round_ = inner & (ratio >= 0.75) & (ratio <= 1.5) & (inradius >= 0.2 * ds)
+    if np.count_nonzero(round_) < 3:
+        return ds
+    return float(np.clip(2.0 * np.sqrt(np.median(area[round_]) / np.pi), 0.6 * ds, 1.2 * ds))
+
+
+def _kmeans_split(region: np.ndarray, k: int, iterations: int = 8) -> np.ndarray:
+    """Divide a mask into ``k`` compact parts (k-means of pixel positions, deterministic).
+
+    Centres start at the farthest-point sample of the pixels, beginning with the
+    one deepest inside; each pixel then goes to the nearest centre.
+
+    Returns
+    -------
+    ndarray of int32, same shape: part 1..k on the mask, 0 elsewhere
+    """
+    ys, xs = np.nonzero(region)
+    pts = np.stack([xs, ys], 1).astype(np.float32)
+    dist = _distance(region)
+    first = int(np.argmax(dist[ys, xs]))
+    centres = [pts[first]]
+    d2 = ((pts - pts[first]) ** 2).sum(1)
+    # Farthest points, but from the pixels well inside (not the tips of the outline).
+    inner = dist[ys, xs] >= 0.5 * float(dist[ys, xs].max())
+    for _ in range(k - 1):
+        j = int(np.argmax(np.where(inner, d2, -1.0)))
+        centres.append(pts[j])
+        d2 = np.minimum(d2, ((pts - pts[j]) ** 2).sum(1))
+    c = np.stack(centres)
+    for _ in range(iterations):
+        assign = np.argmin(((pts[:, None, :] - c[None]) ** 2).sum(2), axis=1)
+        for j in range(k):
+            sel = assign == j
+            if sel.any():
+                c[j] = pts[sel].mean(0)
+    out = np.zeros(region.shape, np.int32)
+    out[ys, xs] = assign + 1
+    return out
+
+
+def _platelets(
+    ch: _Channels,
+    nuc: np.ndarray,
+    wbc_labels: np.ndarray,
+    red: np.ndarray,
+    plt_labels: np.ndarray,
+    ds: float,
+    params: SegmentationParams,
+) -> np.ndarray:
+    """Platelets: small specks of nuclear stain, paler than nuclei, not in a white cell.
+
+    Platelets are purple-blue like nuclei but smaller and often paler, so the
+    nuclear cut misses many. Specks above
+    :attr:`SegmentationParams.platelet_threshold_scale` × the nuclear cut (and
+    the least nuclear contrast), between :attr:`~SegmentationParams.min_platelet_area`
+    and :attr:`~SegmentationParams.max_platelet_area` red-cell areas, away from
+    white cells, are platelets; those found by the nuclear cut are kept.
+
+    Returns
+    -------
+    ndarray of int32, one label per platelet
+    """
+    rbc_area = np.pi * ds * ds / 4.0
+    thr = max(float(params.min_nucleus_contrast), params.platelet_threshold_scale * ch.nucleus_threshold)
+    cand = (ch.nuclear > thr) & ~ch.black
+    near_wbc = cv2.dilate((wbc_labels > 0).astype(np.uint8), _disk(0.1 * ds)) > 0
+    cand &= ~near_wbc
+    cand |= plt_labels > 0
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros(cand.shape, np.int32)
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    keep = (area >= max(2.0, params.min_platelet_area * rbc_area)) & (area <= params.max_platelet_area * rbc_area)
+    # A speck that touches a white cell is a piece of it (granule, cytoplasm edge).
+    touch = np.zeros(n, bool)
+    touch[np.unique(lab[near_wbc & (lab > 0)])] = True
+    keep &= ~touch
+    keep[0] = False
+    lut = np.zeros(n, np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    return lut[lab]
 
 
 def _distance(mask: np.ndarray) -> np.ndarray:
