@@ -163,6 +163,12 @@ class SegmentationParams:
     max_platelet_area: float = 0.3
     """Largest platelet (× red-cell area)."""
 
+    platelet_peak_scale: float = 0.8
+    """A platelet's darkest point reaches at least this fraction of the nuclear-stain threshold."""
+
+    max_platelet_surround: float = 0.95
+    """A platelet lies on the glass: at most this fraction of a thin ring around it is red cells."""
+
     detect_rbc: bool = True
     """Find and split red cells (turn off to segment white cells only, faster)."""
 
@@ -950,6 +956,16 @@ def _platelets(
     touch = np.zeros(n, bool)
     touch[np.unique(lab[near_wbc & (lab > 0)])] = True
     keep &= ~touch
+    # A platelet has a dark centre (granulomere): pale specks are red-cell edges.
+    peak = label_max(np.where(lab > 0, ch.nuclear, 0).clip(0).astype(np.float32), lab, n - 1, separated=True)
+    keep &= peak >= params.platelet_peak_scale * ch.nucleus_threshold
+    # No cell around: a ring around the speck lies mostly on the glass (a blue
+    # speck within a red cell is its rim or a stain deposit).
+    grown = cv2.dilate(lab.astype(np.float32), _disk(max(1.0, 0.1 * ds))).astype(np.int32)
+    ring = (grown > 0) & (lab == 0)
+    ring_n = np.bincount(grown[ring], minlength=n)
+    ring_red = np.bincount(grown[ring & red], minlength=n)
+    keep &= ring_red <= params.max_platelet_surround * np.maximum(ring_n, 1)
     keep[0] = False
     lut = np.zeros(n, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1)
