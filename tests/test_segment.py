@@ -68,6 +68,45 @@ def test_zheng_dice_floor(data_dir: Path, dataset: str) -> None:
     assert np.mean(result.cell) >= cell_floor, result.worst[:3]
 
 
+# On the same 30 images per source: red-cell recall floor and the range of the median
+# per-image count ratio (found / annotated; BCCD leaves many red cells unboxed, so
+# its ratio is above 1), and the platelet recall floor (None: no platelet boxes).
+RBC_FLOORS = {
+    "bccd": (0.82, (1.3, 2.4), 0.5),
+    "txl/bcdd": (0.75, (0.8, 1.15), 0.3),
+    "txl/raabin": (0.78, (0.8, 1.15), None),
+}
+
+
+@pytest.mark.parametrize("source", sorted(RBC_FLOORS))
+def test_red_cell_and_platelet_floors(data_dir: Path, source: str) -> None:
+    items = EVAL.subset(EVAL.detection_sources(data_dir)[source], 30)
+    kinds = EVAL.evaluate_detection(source, items).kinds
+    recall_floor, (ratio_lo, ratio_hi), platelet_floor = RBC_FLOORS[source]
+    rbc = kinds["rbc"]
+    assert rbc.recall >= recall_floor, (source, rbc.recall, rbc.failures[:5])
+    assert ratio_lo <= rbc.ratio <= ratio_hi, (source, rbc.ratio)
+    # Giant red-cell objects (a clump or the glass taken as one cell) are the
+    # failure a pathologist sees first.
+    assert rbc.giant == 0, (source, rbc.giant)
+    if platelet_floor is not None:
+        assert kinds["platelet"].recall >= platelet_floor, (source, kinds["platelet"].failures[:5])
+
+
+def test_no_red_cell_covers_several_cells(data_dir: Path) -> None:
+    """Red cells are split: none larger than about three red-cell areas (BCCD fields)."""
+    images = sorted((data_dir / "bccd" / "JPEGImages").glob("*.jpg"))
+    for name in ("BloodImage_00003", "BloodImage_00020", "BloodImage_00028", "BloodImage_00048"):
+        path = data_dir / "bccd" / "JPEGImages" / f"{name}.jpg"
+        assert path in images
+        seg = segment(read(path))
+        red = seg.cells_of_kind("rbc")
+        assert len(red) >= 8, (name, len(red))
+        limit = 3.0 * np.pi * seg.rbc_diameter**2 / 4.0
+        largest = max(c.measurements["area"] for c in red)
+        assert largest <= limit, (name, largest / (np.pi * seg.rbc_diameter**2 / 4.0))
+
+
 def test_matching_is_one_to_one() -> None:
     truth = [(0, 0, 10, 10)]
     # Two predictions on one truth box: one match, the other is a false positive.
