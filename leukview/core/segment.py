@@ -28,8 +28,14 @@ inspect; nothing is learned). docs/segmentation.md has the figures.
    limited to :attr:`~SegmentationParams.max_cytoplasm_width` beyond its
    nucleus and trimmed by colour where it grew into red cells; touching
    white cells that together make one round cell with plenty of cytoplasm
-   are joined (lobes far apart). The rest are red cells.
-5. **Refine and measure.** White cells and their nuclei are redrawn at full
+   are joined (lobes far apart).
+5. **Red cells and platelets.** Red cells get their own, stricter cut of total
+   stain (Otsu, glass | red cells), their pallor filled, and are split by a
+   distance-transform marker watershed sized by their own diameter; clumps
+   still several cells large are divided by area. Platelets are small specks of
+   nuclear stain with a dark centre, away from white cells, not enclosed by red
+   cells.
+6. **Refine and measure.** White cells and their nuclei are redrawn at full
    resolution in their own small crop; every cell is measured
    (:func:`leukview.core.measure.measure_cell`).
 """
