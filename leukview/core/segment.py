@@ -127,6 +127,13 @@ class SegmentationParams:
     min_nucleus_thickness: float = 0.15
     """A white-cell nucleus is at least this thick somewhere (half-width, × d); platelet clumps are thinner."""
 
+    min_border_nucleus_chord: float = 0.4
+    """A stained group cut by the image border is a white-cell nucleus when it runs at least
+    this far along the border (× d) and is dark (see ``min_border_nucleus_stain``)."""
+
+    min_border_nucleus_stain: float = 1.3
+    """A border-cut nucleus peaks at least this many times the nuclear-stain threshold."""
+
     min_platelet_area: float = 0.01
     """Smallest platelet (× red-cell area); smaller specks are noise."""
 
@@ -738,7 +745,9 @@ def segment(
     nuc = (ch.nuclear > ch.nucleus_threshold) & lit
     nuc = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1.0, 0.03 * ds))) > 0
     nuc = _fill_small_holes(nuc, 0.1 * rbc_area)
-    zones, n_wbc, plt_labels = _nucleus_groups(nuc, ds, params)
+    zones, n_wbc, plt_labels, sliver = _nucleus_groups(
+        nuc, ds, params, ch.nuclear, ch.nucleus_threshold
+    )
     wbc_nuc = np.where(nuc, zones, 0).astype(np.int32)
 
     # --- one watershed for all cells: white cells grow from their nuclei, red cells
@@ -747,7 +756,9 @@ def segment(
     dist = _distance(body)
     markers = zones.copy()
     if params.detect_rbc or n_wbc:
-        near = cv2.dilate((zones > 0).astype(np.uint8), _disk(0.15 * ds)) > 0
+        # (Not near a border sliver of nucleus: its cell body may still hold red-cell
+        # seeds, else a neighbouring white cell floods through the waist into it.)
+        near = cv2.dilate(((zones > 0) & ~sliver[zones]).astype(np.uint8), _disk(0.15 * ds)) > 0
         cores = _h_maxima(dist, max(0.5, params.rbc_split_depth * ds), ds) & (dist >= 0.25 * ds) & ~near
         core_lab, n_core = _label_cores(cores, 0.1 * ds)
         markers = np.where(cores, core_lab + n_wbc, markers).astype(np.int32)
@@ -758,10 +769,17 @@ def segment(
         if ch.black.any():
             reach = body  # a cell cut out on black is the whole lit object
         else:
-            reach = cv2.dilate((zones > 0).astype(np.uint8), _disk(params.max_cytoplasm_width * ds)) > 0
+            disk = _disk(params.max_cytoplasm_width * ds)
+            cut = sliver[zones]
+            reach = cv2.dilate(((zones > 0) & ~cut).astype(np.uint8), disk) > 0
+            if cut.any():
+                # Each cell within reach of its own nucleus: a border sliver's reach must
+                # not let a neighbour's flood through the waist into the sliver's cell.
+                near_cut = cv2.dilate(cut.astype(np.uint8), disk) > 0
+                reach = np.where(sliver[np.minimum(flood, n_wbc)] & (flood > 0), near_cut, reach)
         wbc_labels = np.where((flood > 0) & (flood <= n_wbc) & reach, flood, 0).astype(np.int32)
         wbc_labels = _fill_each(wbc_labels, n_wbc)
-        wbc_labels, zones, n_wbc = _merge_lobes(wbc_labels, zones, nuc, n_wbc, ds, params)
+        wbc_labels, zones, n_wbc = _merge_lobes(wbc_labels, zones, nuc, n_wbc, ds, params, sliver)
         wbc_nuc = np.where(nuc, zones, 0).astype(np.int32)
         if not ch.black.any():
             rbc_pixels = (flood > n_wbc) & cells
@@ -1101,6 +1119,7 @@ def _merge_lobes(
     n: int,
     ds: float,
     params: SegmentationParams,
+    sliver: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Join white cells that are lobes of one cell.
 
@@ -1111,6 +1130,9 @@ def _merge_lobes(
     convex (solidity at least 0.9), no wider than ``max_wbc_diameter`` × d,
     and nucleus at most ``max_lobed_nucleus_fraction`` of it. Two blasts
     pressed together fail the last test: their nuclei fill their cells.
+
+    ``sliver`` (bool, shape (n + 1,)) marks nuclei cut by the image border: they
+    are never joined (their cell's shape is unknown, and a neighbour would swallow it).
 
     Returns
     -------
@@ -1146,7 +1168,7 @@ def _merge_lobes(
     objs = ndi.find_objects(cells, max_label=n)
     for a, b in sorted(pairs):
         ra, rb = root(a), root(b)
-        if ra == rb:
+        if ra == rb or (sliver is not None and (sliver[a] or sliver[b])):
             continue
         members = [i for i in range(1, n + 1) if root(i) in (ra, rb)]
         area = float(cell_area[members].sum())
@@ -1198,9 +1220,16 @@ def _fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
 
 
 def _nucleus_groups(
-    nuc: np.ndarray, ds: float, params: SegmentationParams
-) -> tuple[np.ndarray, int, np.ndarray]:
+    nuc: np.ndarray,
+    ds: float,
+    params: SegmentationParams,
+    nuclear: np.ndarray | None = None,
+    threshold: float = 0.0,
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
     """Group nuclear-stain fragments into white-cell nuclei and platelets.
+
+    ``nuclear`` (float, same shape as ``nuc``) and its cut ``threshold`` let a dark
+    nucleus cut by the image border count although little of it shows.
 
     Returns
     -------
@@ -1210,12 +1239,14 @@ def _nucleus_groups(
     n : int
     platelets : ndarray of int32
         Nonzero on small isolated stained specks (one label per speck).
+    sliver : ndarray of bool, shape (n + 1,)
+        True for nuclei kept only because the image border cuts them.
     """
     rbc_area = np.pi * ds * ds / 4.0
     zones = np.zeros(nuc.shape, np.int32)
     plt_labels = np.zeros(nuc.shape, np.int32)
     if not nuc.any():
-        return zones, 0, plt_labels
+        return zones, 0, plt_labels, np.zeros(1, bool)
     merged = cv2.morphologyEx(
         nuc.astype(np.uint8), cv2.MORPH_CLOSE, _disk(params.lobe_merge_distance * ds / 2.0)
     ) > 0
@@ -1229,13 +1260,35 @@ def _nucleus_groups(
     is_wbc = (sizes >= params.min_wbc_nucleus_area * rbc_area) & (
         thick >= params.min_nucleus_thickness * ds
     )
+    if nuclear is not None and threshold > 0:
+        # A nucleus cut by the image border shows only a sliver: too small and thin for
+        # the rules above. A platelet is narrower than a long dark chord along the border.
+        chord = np.zeros(n_group + 1)
+        for edge in (group_lab[0], group_lab[-1], group_lab[:, 0], group_lab[:, -1]):
+            on = edge[edge > 0]
+            if on.size:
+                chord = np.maximum(chord, np.bincount(on, minlength=n_group + 1))
+        cut = (chord >= params.min_border_nucleus_chord * ds) & ~is_wbc
+        cut[0] = False
+        # Dark, and one solid piece (the granules of a platelet clump are several).
+        boxes = ndi.find_objects(group_lab)
+        for g in np.flatnonzero(cut):
+            sl = boxes[g - 1]
+            piece = nuc[sl] & (group_lab[sl] == g)
+            cut[g] = (
+                nuclear[sl][piece].max() >= params.min_border_nucleus_stain * threshold
+                and ndi.label(piece)[1] == 1
+            )
+        is_wbc |= cut
+    else:
+        cut = np.zeros(n_group + 1, bool)
     is_wbc[0] = False
     is_plt = (~is_wbc) & (sizes >= params.min_platelet_area * rbc_area)
     is_plt[0] = False
     if params.detect_platelets and is_plt.any():
         plt_labels = np.where(is_plt[group_lab] & nuc, group_lab, 0).astype(np.int32)
     if not is_wbc.any():
-        return zones, 0, plt_labels
+        return zones, 0, plt_labels, np.zeros(1, bool)
     wbc_groups = is_wbc[group_lab]
     dist = _distance(wbc_groups)
     # One marker per thick core: regional maxima of the distance that stand out by
@@ -1277,7 +1330,10 @@ def _nucleus_groups(
     lut = np.zeros(int(split.max()) + 1, np.int32)
     lut[ids] = np.arange(1, len(ids) + 1)
     zones = lut[split]
-    return zones, len(ids), plt_labels
+    sliver = np.zeros(len(ids) + 1, bool)
+    sliver[lut[split[cut[group_lab] & (split > 0)]]] = True
+    sliver[0] = False
+    return zones, len(ids), plt_labels, sliver
 
 
 def _fill_each(labels: np.ndarray, n: int) -> np.ndarray:
