@@ -280,7 +280,7 @@ def test_tiny_train_export_onnxruntime(data_dir: Path, tmp_path: Path) -> None:
     from training.train import run
 
     raw = {
-        "name": "tiny-blast", "model": "effnet-lite0", "input_size": 64,
+        "name": "tiny-blast", "model": "effnet-lite0", "input_size": 64, "colour_norm": "instance",
         "classes": ["blast", "normal"], "positive_class": "blast",
         "data_root": str(data_dir), "cache_dir": str(tmp_path / "cache"),
         "crop": {"scale": 1.2, "background": "black"},

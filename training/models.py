@@ -283,9 +283,12 @@ class CellNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last feature map, (N, C, h, w); fused maps are concatenated on C."""
         if self.colour_norm == "instance":
-            mean = x.mean(dim=(2, 3), keepdim=True)
-            std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).add(1e-4).sqrt()
-            x = (x - mean) / std * self.spread
+            # in float64: the network amplifies the last-bit differences of float32
+            # reductions, and torch and onnxruntime sum in different orders
+            xd = x.double()
+            mean = xd.mean(dim=(2, 3), keepdim=True)
+            std = (xd - mean).pow(2).mean(dim=(2, 3), keepdim=True).add(1e-4).sqrt()
+            x = ((xd - mean) / std * self.spread.double()).to(x.dtype)
         maps = [
             _feature_fn(arch, b)(x) for arch, b in zip(self.info.backbones, self.backbones, strict=True)
         ]
