@@ -50,8 +50,9 @@ class AugmentConfig:
     blur : float
         Probability of a Gaussian blur with sigma U(0.3, 1.2) px.
     lowres : float
-        Probability of shrinking to U(0.4, 0.9) of the side and back
+        Probability of shrinking to U(lowres_min, 0.9) of the side and back
         (another camera's resolution).
+    lowres_min : float
     grayscale : float
         Probability of mixing the crop toward grey by U(0, 0.5).
     background : {'keep', 'black'}
@@ -72,6 +73,7 @@ class AugmentConfig:
     gamma: float = 0.15
     blur: float = 0.2
     lowres: float = 0.2
+    lowres_min: float = 0.4
     grayscale: float = 0.0
     background: str = "keep"
 
@@ -198,7 +200,7 @@ def optics(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) ->
     out = crop
     side = out.shape[0]
     if config.lowres and rng.random() < config.lowres:
-        small = max(8, int(round(side * rng.uniform(0.4, 0.9))))
+        small = max(8, int(round(side * rng.uniform(min(config.lowres_min, 0.9), 0.9))))
         out = cv2.resize(cv2.resize(out, (small, small), interpolation=cv2.INTER_AREA), (side, side),
                          interpolation=cv2.INTER_LINEAR)
     if config.blur and rng.random() < config.blur:

@@ -269,13 +269,28 @@ def read_voc_boxes(path: str | os.PathLike[str], name: str = "WBC") -> list[tupl
     return boxes
 
 
-def bccd_dataset(root: str | os.PathLike[str], label_map: dict[str, str] | None = None) -> list[Source]:
+def bccd_dataset(
+    root: str | os.PathLike[str], label_map: dict[str, str] | None = None, half: str | None = None,
+    split_at: int = 200,
+) -> list[Source]:
     """BCCD fields with their white-cell boxes and types.
 
     Uses ``JPEGImages/*.jpg``, ``Annotations/*.xml`` (VOC boxes named WBC) and
     ``wbc_types.csv`` (``image,wbc_type``; a comma-separated list when an
     image holds several white cells). Only images whose listed types are all
     the same are used, so every box of the image takes that type.
+
+    Parameters
+    ----------
+    root : path
+    label_map : dict, optional
+        BCCD type -> label (lower-case names by default).
+    half : {'first', 'second'}, optional
+        Only images numbered below (from) ``split_at``: a development half for
+        choosing settings and a test half that is only reported. Halves of
+        consecutive numbers, not alternate images, so that neighbouring
+        views of one slide stay together.
+    split_at : int
 
     Returns
     -------
@@ -295,6 +310,10 @@ def bccd_dataset(root: str | os.PathLike[str], label_map: dict[str, str] | None 
                 continue
             label = mapping.get(types.pop())
             image = root / "JPEGImages" / row["image"]
+            if half is not None:
+                digits = re.findall(r"\d+", image.stem)
+                if not digits or (int(digits[-1]) < split_at) != (half == "first"):
+                    continue
             xml = root / "Annotations" / (Path(row["image"]).stem + ".xml")
             if label is None or not image.is_file() or not xml.is_file():
                 continue
@@ -695,7 +714,9 @@ def extract_crops(
     ).hexdigest()[:12]
     crop_file = cache / "crops" / f"{name}-{crop_key}.npz" if cache else None
     if crop_file and crop_file.is_file():
-        return CropSet.load(crop_file)
+        cached = CropSet.load(crop_file)
+        cached.report["cache_file"] = str(crop_file)
+        return cached
 
     cells_file = cache / "cells" / f"{name}-{listing}-{fingerprint}-v{CACHE_VERSION}.json" if cache and needs_segmentation else None
     if cells_file and not cells_file.is_file() and reuse_segmentation:
@@ -709,7 +730,9 @@ def extract_crops(
             ).encode()).hexdigest()[:12]
             crop_file = cache / "crops" / f"{name}-{crop_key}.npz" if cache else None
             if crop_file and crop_file.is_file():
-                return CropSet.load(crop_file)
+                cached = CropSet.load(crop_file)
+                cached.report["cache_file"] = str(crop_file)
+                return cached
     found = segment_sources(sources, cells_file, segmenter, progress) if needs_segmentation else {}
 
     picks: list[tuple[Source, Cell | None, str, str]] = []
