@@ -236,6 +236,11 @@ def test_screenshot_mode_writes_a_large_png(qtbot, tmp_path: Path, models_dir: P
     image = QImage(str(out))
     assert image.width() >= 1280 and image.height() >= 800
     assert not session_path(field).exists()  # screenshot mode writes no session
+    # its throwaway settings must not be saved over os.devnull (as root that replaced the device)
+    if os.name == "posix":
+        import stat
+
+        assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
     assert main(["--screenshot", str(tmp_path / "x.png"), "--size", "640x480"]) == 2
 
 

@@ -153,11 +153,10 @@ def main(argv: Sequence[str]) -> int:
     from .settings import AppSettings
 
     if args.screenshot:
-        from PySide6.QtCore import QSettings
+        from .settings import throwaway_store
 
         # a screenshot must not depend on, nor change, the user's settings and sessions
-        store = QSettings(os.devnull, QSettings.Format.IniFormat)
-        window = MainWindow(AppSettings(store), args.models_dir, read_only=True, interactive=False)
+        window = MainWindow(AppSettings(throwaway_store()), args.models_dir, read_only=True, interactive=False)
         try:
             image = Path(args.image) if args.image else default_sample()
             return take_screenshot(window, Path(args.screenshot), image, size)

@@ -49,18 +49,18 @@ def _save(widget_or_image, path: Path, max_width: int = 1440) -> None:  # noqa: 
 
 
 def run(out_dir: Path, image: Path | None, models_dir: str | None, review: Sequence[str] = ()) -> int:
-    from PySide6.QtCore import QPointF, QSettings
+    from PySide6.QtCore import QPointF
     from PySide6.QtWidgets import QApplication
 
     from .app import _application
     from .mainwindow import MainWindow, default_sample
     from .report import render_report_page
-    from .settings import AppSettings, SettingsDialog
+    from .settings import AppSettings, SettingsDialog, throwaway_store
     from .worker import installed_models
 
     app = _application()
     window = MainWindow(
-        AppSettings(QSettings(os.devnull, QSettings.Format.IniFormat)), models_dir, read_only=True, interactive=False
+        AppSettings(throwaway_store()), models_dir, read_only=True, interactive=False
     )
     window.resize(*SIZE)
     window.show()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
@@ -27,6 +29,23 @@ from PySide6.QtWidgets import (
 )
 
 from .worker import InstalledModel
+
+
+def throwaway_store() -> QSettings:
+    """Settings that start empty and are thrown away (screenshots, documentation runs).
+
+    They live in a private temporary folder, never on ``os.devnull``: QSettings saves
+    by writing a new file and renaming it over the old one, which as root replaces
+    the ``/dev/null`` device with a plain file.
+    """
+    folder = tempfile.TemporaryDirectory(prefix="leukview-settings-")
+    store = QSettings(str(Path(folder.name) / "settings.ini"), QSettings.Format.IniFormat)
+    store.setProperty("leukview_folder", folder.name)
+    _THROWAWAY_FOLDERS.append(folder)  # removed when the process exits
+    return store
+
+
+_THROWAWAY_FOLDERS: list[tempfile.TemporaryDirectory] = []
 
 MAX_RECENT = 10
 
