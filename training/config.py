@@ -109,6 +109,8 @@ class Config:
     runs_dir: str = "runs"
     colour_norm: str = "none"
     reuse_segmentation: bool = False
+    # class -> offset added to its logit after training (a prior correction; see train.apply_logit_bias)
+    logit_bias: dict[str, float] = field(default_factory=dict)
     crop: CropRule = field(default_factory=CropRule)
     split: dict[str, Any] = field(default_factory=dict)
     eval_data: list[dict[str, Any]] = field(default_factory=list)
@@ -204,6 +206,9 @@ def config_from_dict(raw: dict[str, Any], overrides: dict[str, Any] | None = Non
         raise DataError("config 'classes' must list at least two distinct names", source or None)
     if config.positive_class is not None and config.positive_class not in config.classes:
         raise DataError(f"positive_class {config.positive_class!r} is not one of the classes", source or None)
+    unknown_bias = set(config.logit_bias) - set(config.classes)
+    if unknown_bias:
+        raise DataError(f"logit_bias names unknown classes: {', '.join(sorted(unknown_bias))}", source or None)
     if config.colour_norm not in ("none", "instance"):
         raise DataError("colour_norm must be 'none' or 'instance'", source or None)
     return config

@@ -170,8 +170,10 @@ def parity(model: CellNet, onnx_path: Path, batch: np.ndarray) -> dict[str, floa
     model.eval()
     # torch's native CPU kernels: oneDNN's convolutions round differently from both
     # onnxruntime and float64, by up to ~1e-4 on features of magnitude 6
-    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
-        logits, features = model(torch.from_numpy(batch))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about TF32 on Intel GPUs when toggling oneDNN
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+            logits, features = model(torch.from_numpy(batch))
     diffs = {"features": float(np.abs(outputs["features"] - features.numpy()).max())}
     if "logits" in outputs:
         diffs["logits"] = float(np.abs(outputs["logits"] - logits.numpy()).max())
@@ -270,6 +272,9 @@ def load_run(run_dir: Path) -> tuple[Config, CellNet, Any, dict[str, Any]]:
     state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     model.eval()
+    from .train import apply_logit_bias
+
+    apply_logit_bias(model, config)
     booster = None
     if model.info.xgboost:
         import xgboost as xgb
@@ -391,6 +396,7 @@ def make_spec(config: Config, model: CellNet, result: dict[str, Any], report: di
         "augment": config.augment.to_dict(),
         "train": {k: v for k, v in vars(config.train).items()},
         "colour_norm": config.colour_norm,
+        "logit_bias": dict(config.logit_bias),
     }
     metrics = {k: _brief(v) for k, v in result.get("metrics", {}).items()}
     metrics["export"] = {k: v for k, v in report.items() if k != "int8"}
