@@ -357,3 +357,31 @@ def test_manifest_from_class_patient_folders(data_dir: Path, tmp_path: Path) -> 
     assert Counter(s.label for s in sources) == {"basophil": 4, "eosinophil": 4}
     with pytest.raises(tdata.DataError, match="no images"):
         scan(tmp_path / "out")
+
+
+def test_compare_trains_backbones_on_one_split(data_dir: Path, tmp_path: Path) -> None:
+    """Two backbones on the same C-NMC subject split, one row each in the printed table."""
+    from training.compare import compare
+
+    raw = {
+        "name": "tiny-compare", "model": "effnet-lite0", "input_size": 64, "colour_norm": "instance",
+        "classes": ["blast", "normal"], "positive_class": "blast",
+        "data_root": str(data_dir), "cache_dir": str(tmp_path / "cache"),
+        "crop": {"scale": 1.2, "background": "black"},
+        "train_data": [{"name": "cnmc", "kind": "cnmc", "root": "cnmc", "licence": "CC BY 3.0"}],
+        "split": {"val": 0.2, "test": 0.3, "seed": 0},
+        "train": {"epochs": 1, "batch_size": 8, "freeze": 4},
+    }
+    config_path = tmp_path / "tiny.json"
+    config_path.write_text(json.dumps(raw))
+    rows = compare(str(config_path), ["effnet-lite0", "mobilenetv3"], tmp_path / "cmp", epochs=1, steps=2)
+    assert [r["model"] for r in rows] == ["effnet-lite0", "mobilenetv3"]
+    # the second model trained on the first one's split, not a new one
+    splits = [json.loads((tmp_path / "cmp" / m / "split.json").read_text())["groups"] for m in ("effnet-lite0", "mobilenetv3")]
+    assert splits[0] == splits[1]
+    assert rows[0]["weights"] == "imagenet" and rows[1]["weights"] == "random"
+    assert rows[0]["parameters_m"] != rows[1]["parameters_m"]
+    for row in rows:
+        assert 0.0 <= row["heldout_accuracy"] <= 1.0 and row["cells_per_s"] > 0 and row["size_mb"] > 0
+    table = (tmp_path / "cmp" / "compare.md").read_text().splitlines()
+    assert len(table) == 4 and table[2].startswith("| effnet-lite0 |")

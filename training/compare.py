@@ -27,7 +27,7 @@ from typing import Any
 from leukview.core.errors import LeukViewError
 
 from .config import load_config
-from .models import MODELS
+from .models import MODELS, weights_origin
 
 log = logging.getLogger("training.compare")
 
@@ -61,7 +61,7 @@ def compare(config_path: str, models: list[str], out_dir: Path, epochs: int | No
         row = {
             "model": name,
             "backbones": "+".join(MODELS[name].backbones),
-            "weights": config.weights or "random",
+            "weights": weights_origin(name, config.weights),
             "parameters_m": round(result["parameters"] / 1e6, 2),
             "heldout_accuracy": metrics.get("heldout", {}).get("accuracy"),
             "heldout_weighted_f1": metrics.get("heldout", {}).get("weighted_f1"),
@@ -84,13 +84,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             *[f"{o} acc." for o in others], "MB", "cells/s", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    def f(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+    def f(v: Any, digits: int = 4) -> str:
+        return f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v))
 
     for r in rows:
-        cells = [r["model"], r["backbones"], r["weights"], f(r["parameters_m"]), f(r["heldout_accuracy"]),
-                 f(r["heldout_weighted_f1"]), *[f(r["other"].get(o)) for o in others], f(r["size_mb"]),
-                 f(r["cells_per_s"]), f(r["wall_time_s"])]
+        cells = [r["model"], r["backbones"], r["weights"], f(r["parameters_m"], 2), f(r["heldout_accuracy"]),
+                 f(r["heldout_weighted_f1"]), *[f(r["other"].get(o)) for o in others], f(r["size_mb"], 1),
+                 f(r["cells_per_s"], 0), f(r["wall_time_s"], 0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

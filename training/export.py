@@ -347,6 +347,8 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     spec = make_spec(config, model, result, report, onnx_path, tree_head, command)
     (out_dir / "model.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n", encoding="utf-8")
     read_sidecar(out_dir / "model.json")  # what the app will read
+    # the resolved configuration this model was trained with (the file in training/configs may move on)
+    (out_dir / "training-config.json").write_text(json.dumps(config.raw, indent=2) + "\n", encoding="utf-8")
     (out_dir / "README.md").write_text(model_card(spec, config, result, report, run_dir), encoding="utf-8")
     log.info("exported %s: %s", out_dir, report)
     return report
@@ -522,6 +524,12 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
         "```",
         "",
         f"Training wall time {result.get('wall_time_s')} s (best epoch {result.get('best_epoch')}) on: {result.get('machine')}.",
+        "",
+        "## Exact training configuration",
+        "",
+        "The configuration this model was trained with, resolved, is `training-config.json` beside this card; "
+        "the config of the same name in `training/configs/` may have moved on since (it is the starting point "
+        "for the next version).",
         "",
     ]
     return "\n".join(lines)

@@ -367,6 +367,25 @@ def build_model(
     return model
 
 
+def weights_origin(name: str, weights: str | Path | None) -> str:
+    """Where the backbone weights of model ``name`` start from, in words.
+
+    'imagenet' for the lite models with their packaged weights, 'random'
+    where ``weights='imagenet'`` has no local weights (or is None), else the
+    file's name; one entry per backbone, joined by '+'.
+    """
+    info = MODELS[name]
+    origins = []
+    for arch in info.backbones:
+        if weights is None:
+            origins.append("random")
+        elif str(weights) == "imagenet":
+            origins.append("imagenet" if lite_weights_path(arch) is not None else "random")
+        else:
+            origins.append(Path(str(weights)).name)
+    return "+".join(origins)
+
+
 # ----------------------------------------------------------------------------
 # freezing and export helpers
 
