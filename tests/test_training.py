@@ -157,6 +157,19 @@ def test_other_loaders(data_dir: Path, tmp_path: Path) -> None:
         tdata.manifest_dataset(tmp_path / "bad.csv")
 
 
+def test_txl_loader_reads_yolo_white_cell_boxes(data_dir: Path) -> None:
+    sources = tdata.txl_dataset(data_dir / "txl" / "bcdd")
+    labels = sorted((data_dir / "txl" / "bcdd" / "labels").glob("*.txt"))
+    wbc_lines = sum(line.split()[0] == "0" for f in labels for line in f.read_text().splitlines() if line.strip())
+    assert sum(len(s.boxes) for s in sources) == wbc_lines
+    assert {s.label for s in sources} == {"wbc"} and all(s.finder == "box" for s in sources)
+    # boxes in pixels, inside the 416 x 416 fields (a little slack for rounding)
+    boxes = np.array([b for s in sources for b in s.boxes])
+    assert boxes.min() >= -2 and boxes.max() <= 418 and (boxes[:, 2] > boxes[:, 0]).all()
+    with pytest.raises(tdata.DataError, match="images/ and labels/"):
+        tdata.txl_dataset(data_dir / "bccd")
+
+
 def test_extract_crops_uses_the_app_crop(data_dir: Path, tmp_path: Path) -> None:
     sources = tdata.folder_dataset(data_dir / "pbc", classes=["neutrophil"])[:2]
     rule = CropRule(scale=1.5)
@@ -242,6 +255,31 @@ def test_augment_keeps_crops_valid(data_dir: Path) -> None:
     # more haematoxylin: darker, bluer nuclei
     stained = hed_jitter(crop, np.array([1.5, 1.0, 1.0]), np.zeros(3))
     assert stained.mean() < crop.mean()
+
+
+def test_amplitude_mix_takes_the_look_keeps_the_cell(data_dir: Path) -> None:
+    from training.augment import amplitude_mix
+
+    pbc = tdata.read_rgb(next((data_dir / "pbc" / "lymphocyte").iterdir()))
+    field = tdata.read_rgb(sorted((data_dir / "txl" / "bcdd" / "images").iterdir())[0])
+    crop = np.ascontiguousarray(pbc[116:244, 116:244])
+    style = np.ascontiguousarray(field[100:228, 100:228])
+    assert np.abs(amplitude_mix(crop, style, 0.0).astype(int) - crop).max() <= 1
+    full = amplitude_mix(crop, style, 1.0)
+    # the zero frequency is the mean colour: it becomes the style's (up to clipping)
+    assert np.abs(full.reshape(-1, 3).mean(0) - style.reshape(-1, 3).mean(0)).max() < 6
+    assert np.abs(crop.reshape(-1, 3).mean(0) - style.reshape(-1, 3).mean(0)).max() > 15
+    # the phase keeps the cell where it was: the dark nucleus stays the darkest region
+    def dark(img: np.ndarray) -> np.ndarray:
+        grey = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (0, 0), 4).astype(float)
+        return grey < np.percentile(grey, 20)
+    assert (dark(full) & dark(crop)).sum() > 0.5 * dark(crop).sum()
+    rng = np.random.default_rng(0)
+    out = augment(crop, rng, AugmentConfig(style_mix=1.0, hed=0, hue=0, saturation=0, brightness=0, contrast=0,
+                                           gamma=0, blur=0, lowres=0), styles=style[None])
+    assert out.shape == crop.shape and not np.array_equal(out, crop)
+    with pytest.raises(ValueError, match="shapes differ"):
+        amplitude_mix(crop, style[:64], 0.5)
 
 
 def test_metrics_on_known_cases() -> None:

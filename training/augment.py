@@ -9,8 +9,9 @@ Geometry (a cell has no up or down): flips, 90-degree rotations, small
 rotations, scale (a centre crop and resize when zooming in) and shifts.
 Colour, for robustness across stains and microscopes rather than in-domain
 accuracy: stain jitter in haematoxylin-eosin-DAB optical-density space
-(Tellez et al. 2018), hue/saturation, brightness/contrast/gamma; and optics:
-blur and loss of resolution.
+(Tellez et al. 2018), hue/saturation, brightness/contrast/gamma; optics:
+blur and loss of resolution; and the look of other microscopes, taken from
+unlabelled crops of their smears by mixing Fourier amplitudes.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class AugmentConfig:
     lowres_min : float
     grayscale : float
         Probability of mixing the crop toward grey by U(0, 0.5).
+    style_mix : float
+        Probability of an amplitude-spectrum mix with a crop from another
+        microscope (:func:`amplitude_mix`; needs ``styles``).
+    style_strength : float
+        Largest mixing weight of the other crop's amplitude, U(0, x).
     background : {'keep', 'black'}
         How pixels uncovered by a rotation are filled: mirrored smear, or black
         for cells cut out on black.
@@ -75,6 +81,8 @@ class AugmentConfig:
     lowres: float = 0.2
     lowres_min: float = 0.4
     grayscale: float = 0.0
+    style_mix: float = 0.0
+    style_strength: float = 1.0
     background: str = "keep"
 
     @classmethod
@@ -92,11 +100,13 @@ class AugmentConfig:
 
 NO_AUGMENT = AugmentConfig(
     flip=False, rot90=False, rotate=0, scale=0, translate=0, hed=0, hue=0, saturation=0,
-    brightness=0, contrast=0, gamma=0, blur=0, lowres=0, grayscale=0,
+    brightness=0, contrast=0, gamma=0, blur=0, lowres=0, grayscale=0, style_mix=0,
 )
 
 
-def augment(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+def augment(
+    crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig, styles: np.ndarray | None = None
+) -> np.ndarray:
     """One random augmentation of a cell crop.
 
     Parameters
@@ -105,6 +115,8 @@ def augment(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -
         RGB crop from :func:`leukview.core.preprocess.crop_cell`.
     rng : numpy.random.Generator
     config : AugmentConfig
+    styles : ndarray of uint8, shape (M, S, S, 3), optional
+        Unlabelled crops from other microscopes for ``config.style_mix``.
 
     Returns
     -------
@@ -114,8 +126,38 @@ def augment(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -
     if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
         raise ValueError(f"expected a uint8 RGB crop (S, S, 3), got {crop.dtype} {crop.shape}")
     out = geometric(crop, rng, config)
+    if config.style_mix and styles is not None and len(styles) and rng.random() < config.style_mix:
+        style = styles[rng.integers(len(styles))]
+        out = amplitude_mix(out, style, rng.uniform(0.0, config.style_strength))
     out = colour(out, rng, config)
     return optics(out, rng, config)
+
+
+def amplitude_mix(crop: np.ndarray, style: np.ndarray, weight: float) -> np.ndarray:
+    """Give a crop some of another crop's Fourier amplitude, keeping its own phase.
+
+    The amplitude spectrum carries a microscope's look (stain balance,
+    illumination, sharpness, noise); the phase carries the cell's shape. Mixing
+    amplitudes (as in FACT, Xu et al., CVPR 2021) shows the network cells of
+    one source with the optics of another.
+
+    Parameters
+    ----------
+    crop, style : ndarray of uint8, shape (S, S, 3)
+    weight : float
+        0 leaves ``crop`` unchanged, 1 takes ``style``'s amplitude whole.
+
+    Returns
+    -------
+    out : ndarray of uint8, shape (S, S, 3)
+    """
+    if crop.shape != style.shape:
+        raise ValueError(f"crop and style shapes differ: {crop.shape} vs {style.shape}")
+    f_crop = np.fft.fft2(crop.astype(np.float32), axes=(0, 1))
+    f_style = np.fft.fft2(style.astype(np.float32), axes=(0, 1))
+    amplitude = (1.0 - weight) * np.abs(f_crop) + weight * np.abs(f_style)
+    mixed = np.fft.ifft2(amplitude * np.exp(1j * np.angle(f_crop)), axes=(0, 1)).real
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
 def geometric(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
@@ -208,6 +250,8 @@ def optics(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) ->
     return out if out is not crop else crop.copy()
 
 
-def augment_batch(crops: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+def augment_batch(
+    crops: np.ndarray, rng: np.random.Generator, config: AugmentConfig, styles: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`augment` applied to each crop of (N, S, S, 3) uint8; returns a new array."""
-    return np.stack([augment(c, rng, config) for c in crops]) if len(crops) else crops.copy()
+    return np.stack([augment(c, rng, config, styles) for c in crops]) if len(crops) else crops.copy()

@@ -114,6 +114,8 @@ class Config:
     crop: CropRule = field(default_factory=CropRule)
     split: dict[str, Any] = field(default_factory=dict)
     eval_data: list[dict[str, Any]] = field(default_factory=list)
+    # unlabelled cells of other microscopes: their look only (augment.style_mix), never their labels
+    style_data: list[dict[str, Any]] = field(default_factory=list)
     train: TrainSettings = field(default_factory=TrainSettings)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     xgboost: dict[str, Any] = field(default_factory=dict)

@@ -54,6 +54,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from leukview.core.cells import Cell
 from leukview.core.errors import ImageReadError, LeukViewError
@@ -360,6 +361,51 @@ def zheng_dataset(
                 sources.append(Source(image, mapping[row[1].strip()], f"dataset{k}/{image.stem}", "centre"))
     if not sources:
         raise DataError("no labelled Zheng images found", root)
+    return sources
+
+
+def read_yolo_boxes(path: str | os.PathLike[str], width: int, height: int, cls: int = 0) -> list[tuple[int, int, int, int]]:
+    """Boxes of one class from a YOLO label file (``class cx cy w h``, relative) in pixels."""
+    boxes = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) != 5 or parts[0] != str(cls):
+            continue
+        cx, cy, w, h = (float(v) for v in parts[1:])
+        boxes.append((int(round((cx - w / 2) * width)), int(round((cy - h / 2) * height)),
+                      int(round((cx + w / 2) * width)), int(round((cy + h / 2) * height))))
+    return boxes
+
+
+def txl_dataset(root: str | os.PathLike[str], label: str = "wbc") -> list[Source]:
+    """Smear fields with YOLO white-cell boxes but no cell types (TXL-PBC layout).
+
+    ``images/*.jpg`` and ``labels/*.txt`` (``class cx cy w h`` relative;
+    class 0 = WBC). Every box takes ``label``: these cells carry no type, so
+    they serve as unlabelled examples of another microscope's appearance
+    (``style_data`` in a training config), never as training labels.
+
+    Returns
+    -------
+    sources : list of Source
+        Group = the image; finder ``box``.
+    """
+    root = Path(root)
+    images, labels = root / "images", root / "labels"
+    if not images.is_dir() or not labels.is_dir():
+        raise DataError("expected images/ and labels/ folders", root)
+    sources = []
+    for image in _images(images):
+        table = labels / f"{image.stem}.txt"
+        if not table.is_file():
+            continue
+        with Image.open(image) as im:
+            width, height = im.size
+        boxes = read_yolo_boxes(table, width, height)
+        if boxes:
+            sources.append(Source(image, label, image.stem, "box", boxes))
+    if not sources:
+        raise DataError("no images with white-cell boxes found", root)
     return sources
 
 
@@ -918,7 +964,7 @@ def load_sources(spec: dict[str, Any], data_root: str | os.PathLike[str] | None 
     Parameters
     ----------
     spec : dict
-        ``{"kind": "folder"|"cnmc"|"taleqani"|"bccd"|"zheng"|"manifest", "root": PATH, ...}``
+        ``{"kind": "folder"|"cnmc"|"taleqani"|"bccd"|"zheng"|"txl"|"manifest", "root": PATH, ...}``
         plus the loader's keyword arguments (``classes``, ``label_map``,
         ``block``, ``folds``, ``finder``); ``limit`` keeps the first n
         images per label (for quick runs and tests).
@@ -944,6 +990,7 @@ def load_sources(spec: dict[str, Any], data_root: str | os.PathLike[str] | None 
         "bccd": bccd_dataset,
         "manifest": manifest_dataset,
         "zheng": zheng_dataset,
+        "txl": txl_dataset,
     }
     if kind not in loaders:
         raise DataError(f"unknown dataset kind {kind!r}; choose one of {', '.join(loaders)}")

@@ -73,6 +73,7 @@ class Prepared:
     split_doc: dict[str, Any]
     eval_sets: dict[str, tuple[CropSet, np.ndarray, dict[str, Any]]]
     reports: dict[str, Any]
+    styles: np.ndarray | None = None
 
 
 def _concat(sets: list[CropSet], names: list[str]) -> CropSet:
@@ -157,16 +158,25 @@ def prepare(config: Config, run_dir: Path, progress: bool = True) -> Prepared:
         reports[name] = cs.report
         log.info("test set %s: %d cells %s; %s", name, int(eknown.sum()), dict(Counter(cs.labels[eknown].tolist())),
                  {k: v for k, v in cs.report.items() if k not in ("segmenter",)})
+    styles = None
+    if config.style_data:
+        style_sets = [_crops_for(config, e, progress, pinned) for e in config.style_data]
+        styles = np.concatenate([cs.crops for cs in style_sets])
+        for e, cs in zip(config.style_data, style_sets, strict=True):
+            name = e.get("name") or Path(str(e["root"])).name
+            reports[name] = cs.report
+            log.info("style set %s: %d unlabelled cells (appearance only)", name, len(cs))
     write_json(pinned_file, pinned)
-    return Prepared(crops, y, index, split_doc, eval_sets, reports)
+    return Prepared(crops, y, index, split_doc, eval_sets, reports, styles)
 
 
 class CropDataset(torch.utils.data.Dataset):
     """Cached uint8 crops -> augment (training only) -> the app's normalize."""
 
     def __init__(self, crops: np.ndarray, y: np.ndarray, mean: list[float], std: list[float],
-                 augment_config: AugmentConfig, seed: int) -> None:
+                 augment_config: AugmentConfig, seed: int, styles: np.ndarray | None = None) -> None:
         self.crops, self.y, self.mean, self.std = crops, y, mean, std
+        self.styles = styles
         self.augment_config = augment_config
         self.rng = np.random.default_rng(seed)
 
@@ -176,7 +186,7 @@ class CropDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         crop = self.crops[i]
         if self.augment_config != NO_AUGMENT:
-            crop = augment(crop, self.rng, self.augment_config)
+            crop = augment(crop, self.rng, self.augment_config, self.styles)
         return torch.from_numpy(normalize(crop, self.mean, self.std)[0]), int(self.y[i])
 
 
@@ -279,7 +289,8 @@ def fit(config: Config, run_dir: Path, prepared: Prepared, fresh: bool = False, 
     weight = _class_weights(y_train, k) if t.balance == "weighted-loss" else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=t.label_smoothing)
     eval_loss = nn.CrossEntropyLoss(weight=weight)
-    dataset = CropDataset(prepared.crops.crops[train_idx], y_train, config.mean, config.std, config.augment, t.seed)
+    dataset = CropDataset(prepared.crops.crops[train_idx], y_train, config.mean, config.std, config.augment, t.seed,
+                          prepared.styles)
     rng = np.random.default_rng(t.seed + 1)
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": []}
     last = run_dir / "last.pt"
