@@ -192,6 +192,14 @@ def test_rbc_diameter_follows_magnification(data_dir: Path) -> None:
     assert n1 == n2 == 1
 
 
+@pytest.mark.parametrize("number", [166, 175, 196])
+def test_dense_pale_red_cells_keep_their_size(data_dir: Path, number: int) -> None:
+    """Taleqani fields packed with pale red cells: closing must not join them into one giant cell."""
+    rgb = read(data_dir / "taleqani" / "Benign" / f"WBC-Benign-{number}.jpg")
+    assert 12 < estimate_rbc_diameter(rgb) < 30  # 224 px fields, red cells ~15-20 px across
+    assert any(c.kind == "wbc" for c in segment(rgb).cells)
+
+
 def test_given_rbc_diameter_is_used(data_dir: Path) -> None:
     rgb = read(data_dir / "bccd" / "JPEGImages" / "BloodImage_00100.jpg")
     params = SegmentationParams(rbc_diameter=95.0)

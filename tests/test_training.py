@@ -304,6 +304,11 @@ def test_config_errors() -> None:
         config_from_dict({**base, "model": "resnet9000"})
     with pytest.raises(tdata.DataError, match="optimizer"):
         config_from_dict({**base, "train": {"optimizer": "lbfgs"}})
+    with pytest.raises(tdata.DataError, match="style_data"):
+        config_from_dict({**base, "augment": {"style_mix": 0.5}})
+    styled = config_from_dict({**base, "augment": {"style_mix": 0.5},
+                               "style_data": [{"name": "t", "kind": "txl", "root": "txl/bcdd"}]})
+    assert styled.augment.style_mix == 0.5 and styled.style_data[0]["kind"] == "txl"
 
 
 # ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Example (``training/configs/wbc-type.toml`` is a full one)::
 
     [[train_data]]                    # one or more datasets, concatenated
     name = "pbc"
-    kind = "folder"                   # folder | cnmc | taleqani | bccd | manifest
+    kind = "folder"                   # folder | cnmc | taleqani | bccd | zheng | txl | manifest
     root = "pbc"
     licence = "CC BY 4.0"
 
@@ -27,12 +27,18 @@ Example (``training/configs/wbc-type.toml`` is a full one)::
     kind = "bccd"
     root = "bccd"
 
+    [[style_data]]                    # unlabelled cells of other microscopes: their look only
+    name = "txl-bcdd"
+    kind = "txl"
+    root = "txl/bcdd"
+
     [train]
     epochs = 12
     lr = 1e-3
 
     [augment]                         # training.augment.AugmentConfig
     hed = 0.05
+    style_mix = 0.5                   # needs [[style_data]]
 
 ``data_root`` is overridden by the environment variable ``LEUKVIEW_DATA``.
 """
@@ -208,6 +214,8 @@ def config_from_dict(raw: dict[str, Any], overrides: dict[str, Any] | None = Non
         raise DataError("config 'classes' must list at least two distinct names", source or None)
     if config.positive_class is not None and config.positive_class not in config.classes:
         raise DataError(f"positive_class {config.positive_class!r} is not one of the classes", source or None)
+    if config.augment.style_mix and not config.style_data:
+        raise DataError("[augment] style_mix needs at least one [[style_data]] dataset", source or None)
     unknown_bias = set(config.logit_bias) - set(config.classes)
     if unknown_bias:
         raise DataError(f"logit_bias names unknown classes: {', '.join(sorted(unknown_bias))}", source or None)

@@ -612,9 +612,15 @@ def _diameter_from_mask(cells: np.ndarray, stained: np.ndarray) -> tuple[float, 
     Red cells with a pale centre can come out as rings, open where the pallor
     reaches the rim; the ring's thickness would then pass for a radius. So the
     gaps are closed with a radius set by the first estimate and the estimate
-    is repeated until it settles (at most three rounds).
+    is repeated until it settles (at most three rounds). In a dense field of
+    pale red cells (Taleqani) even the first closing joins neighbours into a
+    network whose filled gaps make one giant "cell"; a barely closed mask
+    then sees many more, much smaller cells, and is believed instead.
     """
     d, n = _diameter_once(cells, stained, 3)
+    d_fine, n_fine = _diameter_once(cells, stained, 1)
+    if d > 1.5 * d_fine and n_fine > n:
+        d, n = d_fine, n_fine
     close = int(round(0.12 * d))
     if close > 3:
         # One more round with gaps closed at the cell's scale; kept only if it does
