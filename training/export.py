@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -350,6 +351,8 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     read_sidecar(out_dir / "model.json")  # what the app will read
     # the resolved configuration this model was trained with (the file in training/configs may move on)
     (out_dir / "training-config.json").write_text(json.dumps(config.raw, indent=2) + "\n", encoding="utf-8")
+    # which groups were held out: an auditor (and tests/test_shipped_models.py) can re-measure the card's figures
+    shutil.copyfile(Path(run_dir) / "split.json", out_dir / "split.json")
     (out_dir / "README.md").write_text(model_card(spec, config, result, report, run_dir), encoding="utf-8")
     log.info("exported %s: %s", out_dir, report)
     return report
@@ -432,7 +435,7 @@ def make_spec(config: Config, model: CellNet, result: dict[str, Any], report: di
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
     keep = ("n", "accuracy", "weighted_f1", "macro_f1", "ece", "roc_auc", "accuracy_among_present_classes",
-            "confusion", "classes", "fields", "by_source")
+            "confusion", "classes", "fields", "by_source", "by_dataset")
     out = {k: m[k] for k in keep if k in m}
     if "per_class" in m:
         out["recall"] = {c: round(v["recall"], 4) for c, v in m["per_class"].items()}
@@ -504,6 +507,8 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
         lines.append(f"| {name} | {m.get('n')} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('weighted_f1'))} | "
                      f"{_fmt(m.get('ece'))} | {_fmt(m.get('roc_auc', ''))} | {field_text} |")
     for name, m in result.get("metrics", {}).items():
+        for dataset, d in m.get("by_dataset", {}).items():
+            lines.append(f"\n{name}, {dataset} cells only: accuracy {d['accuracy']:.4f} (n = {d['n']}).")
         if "accuracy_among_present_classes" in m:
             lines.append(f"\n{name}: accuracy when the choice is restricted to the classes this set contains: "
                          f"{m['accuracy_among_present_classes']:.4f}.")

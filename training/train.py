@@ -439,6 +439,14 @@ def evaluate_all(model: CellNet, booster: Any, config: Config, prepared: Prepare
         for how in np.unique(cs.how):
             sel = cs.how == how
             m["by_source"][str(how)] = {"n": int(sel.sum()), "accuracy": float((probs[sel].argmax(1) == y[sel]).mean())}
+        datasets = np.array([str(g).split(":", 1)[0] if ":" in str(g) else "" for g in cs.groups])
+        if name == "heldout" and len(set(datasets)) > 1:
+            # one figure per training source: a pooled figure hides a weak source
+            m["by_dataset"] = {
+                str(d): {"n": int((datasets == d).sum()),
+                         "accuracy": float((probs[datasets == d].argmax(1) == y[datasets == d]).mean())}
+                for d in np.unique(datasets)
+            }
         if entry.get("fields") and positive is not None:
             m["fields"] = field_metrics(cs.sources, y, probs.argmax(1), positive, _missing_fields(cs, name, prepared))
         # classes present: accuracy over the classes this set can show (e.g. BCCD has 4-5)
