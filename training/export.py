@@ -334,8 +334,13 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         diffs = parity(model, onnx_path, batch)
         report["parity_max_abs_diff"] = diffs
         report["parity_vs_float64"] = parity_float64(model, onnx_path, batch)
-        if max(diffs.values()) > PARITY_TOLERANCE:
-            raise LeukViewError(f"ONNX and torch disagree (max abs diff {diffs}) > {PARITY_TOLERANCE}", onnx_path)
+        exact = report["parity_vs_float64"]
+        # Above 1e-4 the export is still sound when onnxruntime stays as close to the exact (float64)
+        # result as the tolerance allows: large feature maps round by more than 1e-4 in any float32 engine.
+        failed = {k: v for k, v in diffs.items() if v > PARITY_TOLERANCE and exact.get(k, v) > PARITY_TOLERANCE}
+        if failed:
+            raise LeukViewError(f"ONNX and torch disagree (max abs diff {diffs}, from float64 {exact}) > "
+                                f"{PARITY_TOLERANCE}", onnx_path)
         if tree_head:  # trees: compare probabilities with XGBoost itself
             from .train import scores_of
 
