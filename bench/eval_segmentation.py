@@ -153,16 +153,12 @@ def match(pred_centroids: list[tuple[float, float]], pred_boxes: list[Box], trut
 
 
 @dataclass
-class DetectionResult:
+class Counts:
+    """True positives, false positives and misses, with recall and precision."""
+
     tp: int = 0
     fp: int = 0
     fn: int = 0
-    images: int = 0
-    seconds: float = 0.0
-    failures: list[tuple[Path, int, int]] = field(default_factory=list)  # path, fp, fn
-    reviewed: DetectionResult | None = None  # the same against the reviewed boxes
-    # Red cells and platelets (published boxes only): counts, per-image found / annotated.
-    kinds: dict[str, KindResult] = field(default_factory=dict)
 
     @property
     def recall(self) -> float:
@@ -174,23 +170,22 @@ class DetectionResult:
 
 
 @dataclass
-class KindResult:
+class DetectionResult(Counts):
+    images: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[Path, int, int]] = field(default_factory=list)  # path, fp, fn
+    reviewed: DetectionResult | None = None  # the same against the reviewed boxes
+    # Red cells and platelets (published boxes only): counts, per-image found / annotated.
+    kinds: dict[str, KindResult] = field(default_factory=dict)
+
+
+@dataclass
+class KindResult(Counts):
     """Detection of red cells or platelets against the published boxes."""
 
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
     ratios: list[float] = field(default_factory=list)  # found / annotated, images with boxes
     giant: int = 0  # images with a red cell larger than GIANT_RBC_AREA x d^2
     failures: list[tuple[Path, int, int]] = field(default_factory=list)  # path, found, annotated
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else float("nan")
 
     @property
     def ratio(self) -> float:

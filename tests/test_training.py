@@ -315,6 +315,19 @@ def test_config_errors() -> None:
 # end to end on real data, and the tree-head export
 
 
+def tiny_cnmc_config(data_dir: Path, tmp_path: Path, name: str) -> dict:
+    """A one-epoch, 64 px blast config on the real C-NMC cells (subject split)."""
+    return {
+        "name": name, "model": "effnet-lite0", "input_size": 64, "colour_norm": "instance",
+        "classes": ["blast", "normal"], "positive_class": "blast",
+        "data_root": str(data_dir), "cache_dir": str(tmp_path / "cache"),
+        "crop": {"scale": 1.2, "background": "black"},
+        "train_data": [{"name": "cnmc", "kind": "cnmc", "root": "cnmc", "licence": "CC BY 3.0"}],
+        "split": {"val": 0.2, "test": 0.3, "seed": 0},
+        "train": {"epochs": 1, "batch_size": 8, "freeze": 4},
+    }
+
+
 def test_tiny_train_export_onnxruntime(data_dir: Path, tmp_path: Path) -> None:
     """Real C-NMC cells, one epoch at 64 px, exported and run in onnxruntime like the app."""
     import onnxruntime as ort
@@ -322,16 +335,8 @@ def test_tiny_train_export_onnxruntime(data_dir: Path, tmp_path: Path) -> None:
     from training.export import export_run
     from training.train import run
 
-    raw = {
-        "name": "tiny-blast", "model": "effnet-lite0", "input_size": 64, "colour_norm": "instance",
-        "classes": ["blast", "normal"], "positive_class": "blast",
-        "data_root": str(data_dir), "cache_dir": str(tmp_path / "cache"),
-        "crop": {"scale": 1.2, "background": "black"},
-        "train_data": [{"name": "cnmc", "kind": "cnmc", "root": "cnmc", "licence": "CC BY 3.0"}],
-        "split": {"val": 0.2, "test": 0.3, "seed": 0},
-        "eval_data": [{"name": "taleqani", "kind": "taleqani", "root": "taleqani", "limit": 1, "fields": True}],
-        "train": {"epochs": 1, "batch_size": 8, "freeze": 4},
-    }
+    raw = tiny_cnmc_config(data_dir, tmp_path, "tiny-blast")
+    raw["eval_data"] = [{"name": "taleqani", "kind": "taleqani", "root": "taleqani", "limit": 1, "fields": True}]
     result = run(config_from_dict(raw), tmp_path / "run", progress=False, command="test")
     assert result["metrics"]["heldout"]["n"] > 0
     assert "fields" in result["metrics"]["taleqani"]
@@ -406,15 +411,7 @@ def test_compare_trains_backbones_on_one_split(data_dir: Path, tmp_path: Path) -
     """Two backbones on the same C-NMC subject split, one row each in the printed table."""
     from training.compare import compare
 
-    raw = {
-        "name": "tiny-compare", "model": "effnet-lite0", "input_size": 64, "colour_norm": "instance",
-        "classes": ["blast", "normal"], "positive_class": "blast",
-        "data_root": str(data_dir), "cache_dir": str(tmp_path / "cache"),
-        "crop": {"scale": 1.2, "background": "black"},
-        "train_data": [{"name": "cnmc", "kind": "cnmc", "root": "cnmc", "licence": "CC BY 3.0"}],
-        "split": {"val": 0.2, "test": 0.3, "seed": 0},
-        "train": {"epochs": 1, "batch_size": 8, "freeze": 4},
-    }
+    raw = tiny_cnmc_config(data_dir, tmp_path, "tiny-compare")
     config_path = tmp_path / "tiny.json"
     config_path.write_text(json.dumps(raw))
     rows = compare(str(config_path), ["effnet-lite0", "mobilenetv3"], tmp_path / "cmp", epochs=1, steps=2)
