@@ -295,6 +295,20 @@ def test_metrics_on_known_cases() -> None:
     assert f["n_fields"] == 2 and f["accuracy"] == 0.5 and f["accuracy_all_fields"] == pytest.approx(1 / 3)
 
 
+
+def test_field_calls_count_only_field_datasets() -> None:
+    """Single-cell images of a second training source (PBC normals) are not smear fields."""
+    from training.train import _field_cells
+
+    base = {"name": "x", "model": "effnet-lite0", "classes": ["blast", "normal"], "positive_class": "blast"}
+    fields = {"name": "taleqani", "kind": "taleqani", "root": "taleqani", "fields": True}
+    cells = {"name": "pbc-normal", "kind": "folder", "root": "pbc"}
+    datasets = np.array(["taleqani", "pbc-normal", "taleqani"])
+    both = config_from_dict({**base, "train_data": [fields, cells]})
+    assert _field_cells(datasets, both).tolist() == [True, False, True]
+    only = config_from_dict({**base, "train_data": [fields]})
+    assert _field_cells(datasets[[0, 2]], only).all()
+
 def test_config_errors() -> None:
     base = {"name": "x", "model": "effnet-lite0", "classes": ["a", "b"], "train_data": []}
     config_from_dict(base)

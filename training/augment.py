@@ -49,7 +49,9 @@ class AugmentConfig:
     saturation, brightness, contrast, gamma : float
         Multiplicative jitter U(1 - x, 1 + x) (gamma: exponent).
     blur : float
-        Probability of a Gaussian blur with sigma U(0.3, 1.2) px.
+        Probability of a Gaussian blur with sigma U(0.3, blur_max) px.
+    blur_max : float
+        Largest blur sigma in pixels of the crop (a soft-focus microscope).
     lowres : float
         Probability of shrinking to U(lowres_min, 0.9) of the side and back
         (another camera's resolution).
@@ -78,6 +80,7 @@ class AugmentConfig:
     contrast: float = 0.15
     gamma: float = 0.15
     blur: float = 0.2
+    blur_max: float = 1.2
     lowres: float = 0.2
     lowres_min: float = 0.4
     grayscale: float = 0.0
@@ -246,7 +249,7 @@ def optics(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) ->
         out = cv2.resize(cv2.resize(out, (small, small), interpolation=cv2.INTER_AREA), (side, side),
                          interpolation=cv2.INTER_LINEAR)
     if config.blur and rng.random() < config.blur:
-        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, max(0.3, config.blur_max)))
     return out if out is not crop else crop.copy()
 
 

@@ -448,7 +448,10 @@ def evaluate_all(model: CellNet, booster: Any, config: Config, prepared: Prepare
                 for d in np.unique(datasets)
             }
         if entry.get("fields") and positive is not None:
-            m["fields"] = field_metrics(cs.sources, y, probs.argmax(1), positive, _missing_fields(cs, name, prepared))
+            # fields are whole smear images: single-cell images of another training source are not fields
+            in_fields = _field_cells(datasets, config) if name == "heldout" else np.ones(len(y), bool)
+            m["fields"] = field_metrics(cs.sources[in_fields], y[in_fields], probs.argmax(1)[in_fields], positive,
+                                        _missing_fields(cs, name, prepared, config))
         # classes present: accuracy over the classes this set can show (e.g. BCCD has 4-5)
         present = np.unique(y)
         if len(present) < len(config.classes):
@@ -461,13 +464,28 @@ def evaluate_all(model: CellNet, booster: Any, config: Config, prepared: Prepare
     return metrics
 
 
-def _missing_fields(cs: CropSet, name: str, prepared: Prepared) -> dict[str, int]:
+def _field_datasets(config: Config) -> set[str]:
+    """Names of the training datasets made of smear fields (``fields = true``)."""
+    return {e.get("name") or Path(str(e["root"])).name for e in config.train_data if e.get("fields")}
+
+
+def _field_cells(datasets: np.ndarray, config: Config) -> np.ndarray:
+    """Mask of held-out cells that come from field datasets (all of them when only one dataset is trained on)."""
+    if len(config.train_data) == 1:
+        return np.ones(len(datasets), bool)
+    return np.isin(datasets, sorted(_field_datasets(config)))
+
+
+def _missing_fields(cs: CropSet, name: str, prepared: Prepared, config: Config) -> dict[str, int]:
     """Fields of a test set in which no white cell was found (they cannot be called)."""
     if name != "heldout":
         return dict(cs.report.get("images_without_cell", {}))
     test_groups = {str(g) for g in prepared.split_doc["groups"]["test"]}
+    field_sets = _field_datasets(config) if len(config.train_data) > 1 else set(prepared.crops.report)
     missing: Counter[str] = Counter()
     for prefix, report in prepared.crops.report.items():  # one report per training dataset
+        if prefix not in field_sets:
+            continue
         for _path, label, group in report.get("sources_without_cell", []):
             if f"{prefix}:{group}" in test_groups:
                 missing[label] += 1
