@@ -126,6 +126,7 @@ def folder_dataset(
     classes: Sequence[str] | None = None,
     label_map: dict[str, str] | None = None,
     finder: str = "centre",
+    per_folder: int | None = None,
 ) -> list[Source]:
     """A folder per class (PBC layout): ``root/<class>/*.jpg``.
 
@@ -138,6 +139,9 @@ def folder_dataset(
         Folder name -> label (identity when None or missing).
     finder : str
         How cells are found; ``centre`` for single-cell images.
+    per_folder : int, optional
+        Keep only the first n images (by name) of each folder, so that folders
+        mapped to one label contribute equally.
 
     Returns
     -------
@@ -154,7 +158,8 @@ def folder_dataset(
         if not folder.is_dir():
             raise DataError(f"class folder '{name}' not found", folder)
         label = (label_map or {}).get(name, name)
-        sources += [Source(p, label, f"{name}/{p.stem}", finder) for p in _images(folder)]
+        images = _images(folder)[:per_folder] if per_folder else _images(folder)
+        sources += [Source(p, label, f"{name}/{p.stem}", finder) for p in images]
     if not sources:
         raise DataError("no images found in the class folders", root)
     return sources
