@@ -314,29 +314,6 @@ def test_field_calls_count_only_field_datasets() -> None:
     assert _field_cells(datasets[[0, 2]], only).all()
 
 
-def test_rare_class_offset_is_the_largest_that_keeps_validation_accuracy(monkeypatch) -> None:
-    """The platelet prior correction is searched on validation cells only, by one stated rule."""
-    from training import train as ttrain
-
-    # classes a, b, platelet; validation: two platelets (margins 5 and 7), a cell called platelet by 2
-    logits = np.array([[0, 0, 5.0], [0, 0, 7.0], [3.0, 0, 5.0], [4.0, 0, 0]], np.float32)
-    y = np.array([2, 2, 0, 0])
-    monkeypatch.setattr(ttrain, "predict", lambda *args, **kwargs: logits)
-    config = config_from_dict({"name": "x", "model": "effnet-lite0", "classes": ["a", "b", "platelet"],
-                               "train_data": [], "rare_classes": ["platelet"], "logit_bias": {"platelet": -3.0}})
-    from types import SimpleNamespace
-
-    prepared = ttrain.Prepared(crops=SimpleNamespace(crops=np.zeros((4, 1))), y=y, index={"val": np.arange(4)}, split_doc={}, eval_sets={},
-                               reports={})
-    search = ttrain.search_rare_class_bias(None, config, prepared)
-    # offset 0: 3 of 4 right; 2..4: all (a tie goes to the first class); 5, 6: the first platelet is
-    # lost (3 of 4, as at 0); 7, 8: both platelets lost. The config's -3 is replaced, not added to.
-    assert search["validation_accuracy"]["platelet"] == [0.75, 0.75, 1.0, 1.0, 1.0, 0.75, 0.75, 0.5, 0.5]
-    assert search["logit_bias"] == {"platelet": -6.0}
-    with pytest.raises(tdata.DataError, match="unknown classes"):
-        config_from_dict({"name": "x", "model": "effnet-lite0", "classes": ["a", "b"], "train_data": [],
-                          "rare_classes": ["platelet"]})
-
 def test_config_errors() -> None:
     base = {"name": "x", "model": "effnet-lite0", "classes": ["a", "b"], "train_data": []}
     config_from_dict(base)

@@ -117,10 +117,6 @@ class Config:
     reuse_segmentation: bool = False
     # class -> offset added to its logit after training (a prior correction; see train.apply_logit_bias)
     logit_bias: dict[str, float] = field(default_factory=dict)
-    # classes rare among the objects the app shows this model (platelets among "white cells"): after
-    # training each one's logit is lowered by the largest whole offset that keeps validation accuracy
-    # (train.search_rare_class_bias); the offset found replaces any logit_bias of that class
-    rare_classes: list[str] = field(default_factory=list)
     crop: CropRule = field(default_factory=CropRule)
     split: dict[str, Any] = field(default_factory=dict)
     eval_data: list[dict[str, Any]] = field(default_factory=list)
@@ -220,9 +216,9 @@ def config_from_dict(raw: dict[str, Any], overrides: dict[str, Any] | None = Non
         raise DataError(f"positive_class {config.positive_class!r} is not one of the classes", source or None)
     if config.augment.style_mix and not config.style_data:
         raise DataError("[augment] style_mix needs at least one [[style_data]] dataset", source or None)
-    unknown_bias = (set(config.logit_bias) | set(config.rare_classes)) - set(config.classes)
+    unknown_bias = set(config.logit_bias) - set(config.classes)
     if unknown_bias:
-        raise DataError(f"logit_bias or rare_classes names unknown classes: {', '.join(sorted(unknown_bias))}", source or None)
+        raise DataError(f"logit_bias names unknown classes: {', '.join(sorted(unknown_bias))}", source or None)
     if config.colour_norm not in ("none", "instance"):
         raise DataError("colour_norm must be 'none' or 'instance'", source or None)
     return config

@@ -268,8 +268,6 @@ def load_run(run_dir: Path) -> tuple[Config, CellNet, Any, dict[str, Any]]:
     if "metrics" not in result:
         raise LeukViewError("the run has not finished (result.json has no metrics)", run_dir)
     config = config_from_dict(raw, source=str(run_dir / "config.json"))
-    if "logit_bias" in result:  # offsets the run resolved (rare classes searched on validation)
-        config.logit_bias = {k: float(v) for k, v in result["logit_bias"].items()}
     model = build_model(config.model, len(config.classes), config.input_size, None, lambda _: None,
                         config.colour_norm)
     state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
@@ -486,17 +484,6 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
         "in onnxruntime on the training machine's CPU (below).",
         f"- Parity, max abs difference of onnxruntime from torch float32: {report.get('parity_max_abs_diff')}; "
         f"from torch float64: {report.get('parity_vs_float64')}.",
-    ]
-    if config.logit_bias:
-        searched = result.get("rare_class_search") or {}
-        lines.append(
-            f"- Logit offsets in the graph (prior correction): {config.logit_bias}"
-            + (f"; for {', '.join(searched)} the largest whole offset 0..8 that keeps validation accuracy "
-               "(validation accuracy per offset: "
-               + "; ".join(f"{k}: {' '.join(f'{a:.4f}' for a in v)}" for k, v in searched.items()) + ")"
-               if searched else "") + "."
-        )
-    lines += [
         "",
         "## Data and licences",
         "",

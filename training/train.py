@@ -391,51 +391,6 @@ def apply_logit_bias(model: CellNet, config: Config) -> None:
     log.info("logit bias applied: %s", config.logit_bias)
 
 
-RARE_CLASS_OFFSETS = tuple(range(9))  # whole logit offsets tried, 0..8
-
-
-def search_rare_class_bias(model: CellNet, config: Config, prepared: Prepared) -> dict[str, Any]:
-    """Lower each rare class's logit by the largest offset that keeps validation accuracy.
-
-    A prior correction for classes that the training data hold far more often
-    than the app will meet them (PBC has as many platelet images as
-    neutrophils; among the objects the segmentation calls white cells
-    platelets are rare). Only the validation split is used; no test set.
-    Offsets already in ``config.logit_bias`` apply to the other classes
-    throughout.
-
-    Returns
-    -------
-    search : dict
-        ``{"logit_bias": {class: offset, ...}, "validation_accuracy": {class: [acc per offset]}}``;
-        ``logit_bias`` is the config's with the rare classes' offsets replaced.
-    """
-    val = prepared.index["val"]
-    bias = {k: float(v) for k, v in config.logit_bias.items() if k not in config.rare_classes}
-    if not config.rare_classes or len(val) == 0:
-        return {"logit_bias": {**config.logit_bias}, "validation_accuracy": {}}
-    logits = predict(model, prepared.crops.crops[val], config.mean, config.std, config.train.eval_batch_size)
-    y = prepared.y[val]
-    base = logits.copy()
-    for name, offset in bias.items():
-        base[:, config.classes.index(name)] += offset
-    table = {}
-    for name in config.rare_classes:
-        k = config.classes.index(name)
-        accuracies = []
-        for offset in RARE_CLASS_OFFSETS:
-            shifted = base.copy()
-            shifted[:, k] -= offset
-            accuracies.append(float((shifted.argmax(1) == y).mean()))
-        kept = [o for o, acc in zip(RARE_CLASS_OFFSETS, accuracies, strict=True) if acc >= accuracies[0]]
-        bias[name] = -float(max(kept))
-        base[:, k] -= max(kept)
-        table[name] = accuracies
-        log.info("rare class %s: logit lowered by %d (validation accuracy per offset 0..%d: %s)", name,
-                 max(kept), RARE_CLASS_OFFSETS[-1], " ".join(f"{a:.4f}" for a in accuracies))
-    return {"logit_bias": bias, "validation_accuracy": table}
-
-
 def fit_xgboost(model: CellNet, config: Config, prepared: Prepared, run_dir: Path) -> Any:
     """XGBoost on the fine-tuned network's pooled features (Somu et al.: eta 0.35)."""
     import xgboost as xgb
@@ -572,8 +527,6 @@ def run(config: Config, run_dir: Path | None = None, fresh: bool = False, progre
     prepared = prepare(config, run_dir, progress)
     write_json(previous, {"wall_time_s_partial": spent + time.time() - started})
     model = fit(config, run_dir, prepared, fresh=fresh, progress=progress)
-    search = search_rare_class_bias(model, config, prepared)
-    config.logit_bias = search["logit_bias"]
     apply_logit_bias(model, config)
     booster = fit_xgboost(model, config, prepared, run_dir) if model.info.xgboost else None
     metrics = evaluate_all(model, booster, config, prepared, run_dir)
@@ -588,8 +541,6 @@ def run(config: Config, run_dir: Path | None = None, fresh: bool = False, progre
         "best_epoch": model.best_epoch,  # type: ignore[attr-defined]
         "history": model.history,  # type: ignore[attr-defined]
         "parameters": count_parameters(model),
-        "logit_bias": config.logit_bias,
-        "rare_class_search": search["validation_accuracy"],
         "split": {k: v for k, v in prepared.split_doc.items() if k != "groups"},
         "data_reports": prepared.reports,
         "metrics": metrics,
