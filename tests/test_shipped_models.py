@@ -114,7 +114,10 @@ def test_wbc_type_held_out_pbc_and_bccd(data_dir: Path) -> None:
     recorded = metrics["bccd"]["accuracy"]
     print(f"wbc-type BCCD: {accuracy:.4f} of {total} cells (card: {recorded:.4f})")
     assert total >= 250 and abs(accuracy - recorded) <= 0.03
-    # BCCD smears are normal: all-blast's flags there are false alarms. Its card states 82 of 256 (32 %);
-    # this guards that figure (a worse model must not ship silently), it does not call it good.
+    # BCCD smears are normal: all-blast's flags there are false alarms. Its card states 50 of 256 (20 %;
+    # 1.1.0: 32 %); this guards that figure (a worse model must not ship silently), it does not call it good.
     print(f"all-blast on BCCD's normal white cells: {flagged} of {total} flagged blast")
-    assert flagged / total <= 0.35
+    assert flagged / total <= 0.25
+    blast_card = read_sidecar(ROOT / "models" / "all-blast" / "model.json").metrics
+    if "bccd-normal" in blast_card:  # the training run measured it too, on its own crops
+        assert abs((1 - flagged / total) - blast_card["bccd-normal"]["accuracy"]) <= 0.03
