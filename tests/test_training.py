@@ -299,7 +299,6 @@ def test_metrics_on_known_cases() -> None:
     assert f["n_fields"] == 2 and f["accuracy"] == 0.5 and f["accuracy_all_fields"] == pytest.approx(1 / 3)
 
 
-
 def test_field_calls_count_only_field_datasets() -> None:
     """Single-cell images of a second training source (PBC normals) are not smear fields."""
     from training.train import _field_cells

@@ -232,6 +232,11 @@ def _only_known(cls: type, data: dict[str, Any], section: str) -> Any:
     return cls(**data)
 
 
+def dataset_name(entry: dict[str, Any]) -> str:
+    """A dataset entry's name: its ``name``, else its root folder's name."""
+    return entry.get("name") or Path(str(entry["root"])).name
+
+
 def loader_args(entry: dict[str, Any]) -> dict[str, Any]:
     """A dataset entry without its descriptive keys (what the loader takes)."""
     return {k: v for k, v in entry.items() if k not in DATASET_META}

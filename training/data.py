@@ -158,8 +158,7 @@ def folder_dataset(
         if not folder.is_dir():
             raise DataError(f"class folder '{name}' not found", folder)
         label = (label_map or {}).get(name, name)
-        images = _images(folder)[:per_folder] if per_folder else _images(folder)
-        sources += [Source(p, label, f"{name}/{p.stem}", finder) for p in images]
+        sources += [Source(p, label, f"{name}/{p.stem}", finder) for p in _images(folder)[: per_folder or None]]
     if not sources:
         raise DataError("no images found in the class folders", root)
     return sources

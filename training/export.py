@@ -43,7 +43,7 @@ from leukview.core.errors import LeukViewError
 from leukview.core.modelspec import ModelSpec, read_sidecar
 from leukview.core.preprocess import normalize
 
-from .config import Config, config_from_dict
+from .config import Config, config_from_dict, dataset_name
 from .models import CellNet, build_model, static_padding
 
 log = logging.getLogger("training.export")
@@ -292,7 +292,7 @@ def data_entries(config: Config) -> list[dict[str, Any]]:
                           ("style (unlabelled; appearance only)", config.style_data)):
         for e in entries:
             out.append({
-                "name": e.get("name") or Path(str(e["root"])).name, "role": role, "kind": e.get("kind", "folder"),
+                "name": dataset_name(e), "role": role, "kind": e.get("kind", "folder"),
                 "licence": e.get("licence", ""), "citation": e.get("citation", ""), "note": e.get("note", ""),
             })
     return out

@@ -36,7 +36,7 @@ from leukview.core.errors import LeukViewError
 from leukview.core.preprocess import normalize
 
 from .augment import NO_AUGMENT, AugmentConfig, augment
-from .config import Config, load_config, loader_args
+from .config import Config, dataset_name, load_config, loader_args
 from .data import (
     CropSet,
     extract_crops,
@@ -94,7 +94,7 @@ def _concat(sets: list[CropSet], names: list[str]) -> CropSet:
 
 def _crops_for(config: Config, entry: dict[str, Any], progress: bool, pinned: dict[str, str]) -> CropSet:
     """Crops of one dataset: the run's own cached crops when it has them, else extracted (and cached)."""
-    name = entry.get("name") or Path(str(entry["root"])).name
+    name = dataset_name(entry)
     if name in pinned and Path(pinned[name]).is_file():
         # a run keeps its crops even when the segmentation code changes later
         return CropSet.load(pinned[name])
@@ -121,7 +121,7 @@ def _encode(labels: np.ndarray, classes: list[str], where: str) -> tuple[np.ndar
 
 def prepare(config: Config, run_dir: Path, progress: bool = True) -> Prepared:
     """Crops, the grouped split (made once, then read back) and the test sets."""
-    names = [e.get("name") or Path(str(e["root"])).name for e in config.train_data]
+    names = [dataset_name(e) for e in config.train_data]
     pinned_file = run_dir / "data.json"
     pinned: dict[str, str] = json.loads(pinned_file.read_text()) if pinned_file.is_file() else {}
     sets = [_crops_for(config, e, progress, pinned) for e in config.train_data]
@@ -151,7 +151,7 @@ def prepare(config: Config, run_dir: Path, progress: bool = True) -> Prepared:
         raise LeukViewError("the training split is empty")
     eval_sets = {}
     for entry in config.eval_data:
-        name = entry.get("name") or Path(str(entry["root"])).name
+        name = dataset_name(entry)
         cs = _crops_for(config, entry, progress, pinned)
         ey, eknown = _encode(cs.labels, config.classes, name)
         eval_sets[name] = (cs.subset(np.flatnonzero(eknown)), ey[eknown], entry)
@@ -163,7 +163,7 @@ def prepare(config: Config, run_dir: Path, progress: bool = True) -> Prepared:
         style_sets = [_crops_for(config, e, progress, pinned) for e in config.style_data]
         styles = np.concatenate([cs.crops for cs in style_sets])
         for e, cs in zip(config.style_data, style_sets, strict=True):
-            name = e.get("name") or Path(str(e["root"])).name
+            name = dataset_name(e)
             reports[name] = cs.report
             log.info("style set %s: %d unlabelled cells (appearance only)", name, len(cs))
     write_json(pinned_file, pinned)
@@ -465,14 +465,14 @@ def evaluate_all(model: CellNet, booster: Any, config: Config, prepared: Prepare
 
 
 def _field_datasets(config: Config) -> set[str]:
-    """Names of the training datasets made of smear fields (``fields = true``)."""
-    return {e.get("name") or Path(str(e["root"])).name for e in config.train_data if e.get("fields")}
+    """Training datasets made of smear fields: those marked ``fields = true``, or the only one."""
+    if len(config.train_data) == 1:
+        return {dataset_name(config.train_data[0])}
+    return {dataset_name(e) for e in config.train_data if e.get("fields")}
 
 
 def _field_cells(datasets: np.ndarray, config: Config) -> np.ndarray:
-    """Mask of held-out cells that come from field datasets (all of them when only one dataset is trained on)."""
-    if len(config.train_data) == 1:
-        return np.ones(len(datasets), bool)
+    """Mask of held-out cells that come from field datasets."""
     return np.isin(datasets, sorted(_field_datasets(config)))
 
 
@@ -481,7 +481,7 @@ def _missing_fields(cs: CropSet, name: str, prepared: Prepared, config: Config) 
     if name != "heldout":
         return dict(cs.report.get("images_without_cell", {}))
     test_groups = {str(g) for g in prepared.split_doc["groups"]["test"]}
-    field_sets = _field_datasets(config) if len(config.train_data) > 1 else set(prepared.crops.report)
+    field_sets = _field_datasets(config)
     missing: Counter[str] = Counter()
     for prefix, report in prepared.crops.report.items():  # one report per training dataset
         if prefix not in field_sets:
