@@ -259,6 +259,16 @@ def test_augment_keeps_crops_valid(data_dir: Path) -> None:
     # more haematoxylin: darker, bluer nuclei
     stained = hed_jitter(crop, np.array([1.5, 1.0, 1.0]), np.zeros(3))
     assert stained.mean() < crop.mean()
+    # eosin fading: the orange granules lose eosin, haematoxylin stays
+    from skimage.color import rgb2hed
+
+    only_fade = AugmentConfig(flip=False, rot90=False, rotate=0, scale=0, translate=0, hed=0, eosin_fade=1.0,
+                              eosin_min=0.3, hue=0, saturation=0, brightness=0, contrast=0, gamma=0, blur=0, lowres=0)
+    fade_rng = np.random.default_rng(1)
+    faded = [rgb2hed(augment(crop, fade_rng, only_fade)).reshape(-1, 3).mean(0) for _ in range(20)]
+    before_hed, after_hed = rgb2hed(crop).reshape(-1, 3).mean(0), np.mean(faded, axis=0)
+    assert 0.5 * before_hed[1] < after_hed[1] < 0.8 * before_hed[1]  # E scaled by U(0.3, 1): 0.65 on average
+    assert after_hed[0] == pytest.approx(before_hed[0], rel=0.02)
 
 
 def test_amplitude_mix_takes_the_look_keeps_the_cell(data_dir: Path) -> None:

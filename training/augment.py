@@ -44,6 +44,11 @@ class AugmentConfig:
     hed : float
         Stain jitter: each H, E, D optical density is scaled by
         U(1 - hed, 1 + hed) and shifted by U(-hed, hed) / 2.
+    eosin_fade : float
+        Probability of scaling the eosin optical density by U(eosin_min, 1):
+        a Romanowsky stain's buffer pH and staining time change how orange an
+        eosinophil's granules come out, from bright orange to a faint pink.
+    eosin_min : float
     hue : float
         Largest hue shift as a fraction of the colour circle.
     saturation, brightness, contrast, gamma : float
@@ -74,6 +79,8 @@ class AugmentConfig:
     scale: float = 0.1
     translate: float = 0.04
     hed: float = 0.05
+    eosin_fade: float = 0.0
+    eosin_min: float = 0.4
     hue: float = 0.03
     saturation: float = 0.25
     brightness: float = 0.15
@@ -102,7 +109,7 @@ class AugmentConfig:
 
 
 NO_AUGMENT = AugmentConfig(
-    flip=False, rot90=False, rotate=0, scale=0, translate=0, hed=0, hue=0, saturation=0,
+    flip=False, rot90=False, rotate=0, scale=0, translate=0, hed=0, eosin_fade=0, hue=0, saturation=0,
     brightness=0, contrast=0, gamma=0, blur=0, lowres=0, grayscale=0, style_mix=0,
 )
 
@@ -211,9 +218,14 @@ def hed_jitter(crop: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndar
 def colour(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     """Stain, hue/saturation and brightness/contrast/gamma jitter."""
     out = crop
+    alpha, beta = np.ones(3), np.zeros(3)
     if config.hed:
         alpha = rng.uniform(1 - config.hed, 1 + config.hed, 3)
         beta = rng.uniform(-config.hed, config.hed, 3) / 2.0
+    faded = bool(config.eosin_fade) and rng.random() < config.eosin_fade
+    if faded:
+        alpha[1] *= rng.uniform(config.eosin_min, 1.0)
+    if config.hed or faded:
         out = hed_jitter(out, alpha, beta)
     if config.hue or config.saturation:
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
