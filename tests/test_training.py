@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -262,8 +263,7 @@ def test_augment_keeps_crops_valid(data_dir: Path) -> None:
     # eosin fading: the orange granules lose eosin, haematoxylin stays
     from skimage.color import rgb2hed
 
-    only_fade = AugmentConfig(flip=False, rot90=False, rotate=0, scale=0, translate=0, hed=0, eosin_fade=1.0,
-                              eosin_min=0.3, hue=0, saturation=0, brightness=0, contrast=0, gamma=0, blur=0, lowres=0)
+    only_fade = dataclasses.replace(NO_AUGMENT, eosin_fade=1.0, eosin_min=0.3)
     fade_rng = np.random.default_rng(1)
     faded = [rgb2hed(augment(crop, fade_rng, only_fade)).reshape(-1, 3).mean(0) for _ in range(20)]
     before_hed, after_hed = rgb2hed(crop).reshape(-1, 3).mean(0), np.mean(faded, axis=0)
