@@ -125,6 +125,8 @@ class Config:
     train: TrainSettings = field(default_factory=TrainSettings)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     xgboost: dict[str, Any] = field(default_factory=dict)
+    # weight averaging of runs that differ in augmentation or schedule (training.soup)
+    soup: dict[str, Any] = field(default_factory=dict)
     licence: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)

@@ -409,6 +409,8 @@ def make_spec(config: Config, model: CellNet, result: dict[str, Any], report: di
         "colour_norm": config.colour_norm,
         "logit_bias": dict(config.logit_bias),
     }
+    if "soup" in result:  # the augmentation above is the first ingredient's; each one's changes follow
+        training["soup"] = {k: result["soup"][k] for k in ("method", "select_on", "chosen", "ingredients")}
     metrics = {k: _brief(v) for k, v in result.get("metrics", {}).items()}
     metrics["export"] = {k: v for k, v in report.items() if k != "int8"}
     if "int8" in report:
@@ -503,7 +505,7 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
     for part in ("train", "val", "test"):
         lines.append(f"| {part} | {split.get('n_groups', {}).get(part)} | {split.get('counts', {}).get(part)} |")
     lines += ["", "Zero groups are shared between the parts (asserted when the split is made and read).", "",
-              "## Figures (best checkpoint, never used for training or model selection)", ""]
+              "## Figures (the shipped weights, on cells never used for training)", ""]
     lines += ["| test set | cells | accuracy | weighted F1 | ECE | ROC-AUC | field accuracy |", "|---|---|---|---|---|---|---|"]
     for name, m in result.get("metrics", {}).items():
         fields = m.get("fields", {})
@@ -533,6 +535,13 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
             f"{1 - q['agreement']:.1%} of held-out cells, which is why the float model is what ships.",
             "", "```", json.dumps({k: v for k, v in q.items() if k != "path"}, indent=1), "```",
         ]
+    if "soup" in result:
+        lines += soup_section(result["soup"])
+    if "soup" in result:
+        timing = (f"Wall time {result.get('wall_time_s')} s, the training of all "
+                  f"{len(result['soup']['ingredients'])} ingredients and the averaging,")
+    else:
+        timing = f"Training wall time {result.get('wall_time_s')} s (best epoch {result.get('best_epoch')})"
     lines += [
         "",
         "## Reproduce",
@@ -542,7 +551,7 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
         f"python -m training.export {run_dir} --out models/{spec.name}",
         "```",
         "",
-        f"Training wall time {result.get('wall_time_s')} s (best epoch {result.get('best_epoch')}) on: {result.get('machine')}.",
+        f"{timing} on: {result.get('machine')}.",
         "",
         "## Exact training configuration",
         "",
@@ -552,6 +561,35 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
         "",
     ]
     return "\n".join(lines)
+
+
+def soup_section(soup: dict[str, Any]) -> list[str]:
+    """Model-card lines for a weight-averaged model (``training.soup``)."""
+    chosen = soup.get("chosen", [])
+    select = " + ".join(soup.get("select_on", []))
+    how = (f"greedy soup: ingredients ranked by their own mean accuracy on {select}, each kept only if the "
+           "soup's did not fall" if soup.get("method") == "greedy" else "uniform soup: every ingredient averaged")
+    sets = sorted({k for i in soup.get("ingredients", []) for k in i.get("accuracy", {})})
+    lines = ["", "## Weight averaging (model soup)", "",
+             f"This network is the parameter-wise mean of {len(chosen)} fine-tuned runs ({', '.join(chosen)}) "
+             f"that share the pretrained start, the split and the crops and differ only in augmentation or "
+             f"schedule (Wortsman et al., Model soups, ICML 2022; {how}). One network: the size and speed of "
+             "each run.", ""]
+    if soup.get("note"):
+        lines += [soup["note"], ""]
+    lines += ["| ingredient | changes from the config | best epoch | train s | " + " | ".join(sets) + " | in the soup |",
+              "|---|---|---|---|" + "---|" * len(sets) + "---|"]
+    for i in soup.get("ingredients", []):
+        changes = json.dumps(i.get("overrides") or {}, sort_keys=True) if i.get("overrides") else "none"
+        lines.append(f"| {i['name']} | `{changes}` | {i.get('best_epoch')} | {_fmt(i.get('wall_time_s'))} | "
+                     + " | ".join(_fmt(i.get("accuracy", {}).get(k)) for k in sets)
+                     + f" | {'yes' if i['name'] in chosen else 'no'} |")
+    if soup.get("method") == "greedy":
+        lines += ["", f"Greedy steps (accuracy on {select}):", ""]
+        for step in soup.get("steps", []):
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in step["scores"].items())
+            lines.append(f"- {step['ingredient']}: {scores} -> {'kept' if step['kept'] else 'dropped'}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
