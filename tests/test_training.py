@@ -481,6 +481,17 @@ def test_average_state_dicts_is_the_parameter_mean() -> None:
         average_state_dicts([a, build_model("effnet-lite0", 4, 64, weights=None).state_dict()])
 
 
+def test_fit_temperature_undoes_over_and_underconfidence() -> None:
+    from training.evaluate import fit_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (4000, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(4, p=p) for p in probs])  # labels drawn from the calibrated probabilities
+    assert fit_temperature(3 * logits, labels) == pytest.approx(3.0, rel=0.1)
+    assert fit_temperature(logits / 2, labels) == pytest.approx(0.5, rel=0.1)
+
+
 def test_greedy_soup_keeps_only_ingredients_that_help() -> None:
     from training.soup import greedy_soup
 
@@ -497,8 +508,10 @@ def test_tiny_soup_trains_averages_and_exports(data_dir: Path, tmp_path: Path) -
     from leukview.core.errors import LeukViewError
     from training.export import export_run
     from training.soup import average_state_dicts, make_soup
+    from training.train import apply_logit_bias
 
     raw = tiny_cnmc_config(data_dir, tmp_path, "tiny-soup")
+    raw["logit_bias"] = {"normal": -1.0}
     raw["soup"] = {"greedy": True, "select_on": ["val"], "ingredients": [
         {"name": "no-flip", "augment": {"flip": False, "rot90": False}},
         {"name": "slow", "train": {"lr": 1e-4}},
@@ -515,7 +528,21 @@ def test_tiny_soup_trains_averages_and_exports(data_dir: Path, tmp_path: Path) -
     states = [torch.load(folders[n] / "best.pt", weights_only=False)["model"] for n in soup["chosen"]]
     saved = torch.load(tmp_path / "soup" / "best.pt", weights_only=False)["model"]
     expected = average_state_dicts(states)
-    assert all(torch.equal(saved[k], expected[k]) for k in expected)
+    t = soup["calibration"]["temperature"]
+    assert 0.05 <= t <= 20
+    assert all(torch.equal(saved[k], expected[k]) for k in expected if not k.startswith("classifier."))
+    # the temperature divides the final logits, prior correction included: no call changes
+    config = config_from_dict(raw)
+    nets = []
+    for state in (expected, saved):
+        net = build_model("effnet-lite0", 2, 64, weights=None, colour_norm="instance")
+        net.load_state_dict(state)
+        apply_logit_bias(net, config)
+        nets.append(net.eval())
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (16, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        plain, scaled = (net(x)[0] for net in nets)
+    assert torch.allclose(scaled, plain / t, atol=1e-4)
     assert result["metrics"]["heldout"]["n"] > 0
     # a second call reuses the finished ingredients instead of training them again
     stamp = (folders["slow"] / "best.pt").stat().st_mtime_ns
@@ -531,3 +558,17 @@ def test_tiny_soup_trains_averages_and_exports(data_dir: Path, tmp_path: Path) -
     config_path.write_text(json.dumps(raw))
     with pytest.raises(LeukViewError, match="may only change"):
         make_soup(str(config_path), tmp_path / "soup2", progress=False)
+
+
+def test_shipped_wbc_soup_config_differs_only_in_augmentation_and_schedule() -> None:
+    """The shipped wbc-type config's ingredients parse, and each changes only [augment] or [train]."""
+    from training.soup import ingredient_configs
+
+    config, ingredients = ingredient_configs(str(Path(__file__).parents[1] / "training/configs/wbc-type.toml"))
+    assert ingredients[0][0] == "base" and len(ingredients) >= 3
+    assert set(config.soup["select_on"]) <= {"val", *(e["name"] for e in config.eval_data)}
+    for name, ingredient in ingredients:
+        assert (ingredient.model, ingredient.input_size, ingredient.crop) == (config.model, config.input_size, config.crop)
+        assert ingredient.split == config.split and ingredient.train_data == config.train_data
+        assert not ingredient.soup, name
+    assert len({json.dumps(i.raw, sort_keys=True) for _, i in ingredients}) == len(ingredients)

@@ -27,6 +27,36 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+
+def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
+    """Temperature that makes ``softmax(logits / T)`` fit the labels best (Guo et al. 2017).
+
+    Parameters
+    ----------
+    logits : ndarray of float, shape (N, K)
+    y_true : ndarray of int, shape (N,)
+
+    Returns
+    -------
+    temperature : float
+        The minimiser of the negative log-likelihood in [0.05, 20]; above 1
+        softens an overconfident model, below 1 sharpens an underconfident one
+        (an average of networks, for example). The argmax never changes.
+    """
+    from scipy.optimize import minimize_scalar
+
+    z0 = np.asarray(logits, np.float64)
+    y = np.asarray(y_true)
+    if len(y) == 0:
+        raise ValueError("fitting a temperature needs at least one labelled cell")
+
+    def nll(t: float) -> float:
+        z = z0 / t
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded", options={"xatol": 1e-4}).x)
+
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
     """ECE of the top-class confidence in equal-width bins (Guo et al. 2017).
 

@@ -410,7 +410,8 @@ def make_spec(config: Config, model: CellNet, result: dict[str, Any], report: di
         "logit_bias": dict(config.logit_bias),
     }
     if "soup" in result:  # the augmentation above is the first ingredient's; each one's changes follow
-        training["soup"] = {k: result["soup"][k] for k in ("method", "select_on", "chosen", "ingredients")}
+        training["soup"] = {k: result["soup"].get(k) for k in ("method", "select_on", "chosen", "calibration",
+                                                                     "ingredients")}
     metrics = {k: _brief(v) for k, v in result.get("metrics", {}).items()}
     metrics["export"] = {k: v for k, v in report.items() if k != "int8"}
     if "int8" in report:
@@ -577,6 +578,12 @@ def soup_section(soup: dict[str, Any]) -> list[str]:
              "each run.", ""]
     if soup.get("note"):
         lines += [soup["note"], ""]
+    cal = soup.get("calibration") or {}
+    if cal:
+        lines += [f"An average of networks is less confident than each of them, so the classifier's weight and bias "
+                  f"are divided by a temperature of {cal['temperature']:.3f}, fitted on the validation cells "
+                  f"(Guo et al. 2017; calls unchanged): validation ECE {cal['val_ece_before']:.4f} -> "
+                  f"{cal['val_ece_after']:.4f}.", ""]
     lines += ["| ingredient | changes from the config | best epoch | train s | " + " | ".join(sets) + " | in the soup |",
               "|---|---|---|---|" + "---|" * len(sets) + "---|"]
     for i in soup.get("ingredients", []):

@@ -46,8 +46,8 @@ import torch
 from leukview.core.errors import LeukViewError
 
 from .config import Config, load_config
-from .evaluate import write_json
-from .models import CellNet, build_model, count_parameters
+from .evaluate import expected_calibration_error, fit_temperature, softmax, write_json
+from .models import CellNet, build_model, count_parameters, model_info
 from .train import apply_logit_bias, evaluate_all, machine, predict, prepare, run, setup_logging
 
 log = logging.getLogger("training.soup")
@@ -107,9 +107,11 @@ def ingredient_configs(config_path: str) -> tuple[Config, list[tuple[str, Config
     soup = config.soup
     if not soup:
         raise LeukViewError("the config has no [soup] section", config_path)
-    unknown = set(soup) - {"greedy", "select_on", "ingredients", "note"}
+    unknown = set(soup) - {"greedy", "select_on", "calibrate", "ingredients", "note"}
     if unknown:
         raise LeukViewError(f"[soup] has unknown key(s): {', '.join(sorted(unknown))}", config_path)
+    if model_info(config.model).xgboost:
+        raise LeukViewError("a soup averages networks; an XGBoost head cannot be averaged", config_path)
     out = [("base", load_config(config_path, {"soup": {}}))]
     for i, entry in enumerate(soup.get("ingredients", [])):
         overrides = {k: v for k, v in entry.items() if k != "name"}
@@ -145,6 +147,43 @@ def _model(config: Config, state: dict[str, torch.Tensor]) -> CellNet:
     model.eval()
     apply_logit_bias(model, config)
     return model
+
+
+def calibrate(config: Config, state: dict[str, torch.Tensor], crops: np.ndarray,
+              y: np.ndarray) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Fold a temperature fitted on validation cells into the classifier.
+
+    An average of networks is less confident than each of them (its logits
+    are smaller), so the confidence the app shows would understate it. The
+    final logits, the config's ``logit_bias`` included, are divided by the
+    temperature that fits the validation labels best, so no call changes.
+    Because ``train.apply_logit_bias`` adds the unscaled offsets when the
+    model is loaded, the saved bias is ``(b + offset) / T - offset``.
+
+    Returns
+    -------
+    state : dict
+        A new state dict with the scaled classifier.
+    report : dict
+        ``temperature`` and the validation ECE before and after.
+    """
+    model = build_model(config.model, len(config.classes), config.input_size, None, lambda _: None,
+                        config.colour_norm)
+    model.load_state_dict(state)
+    offset = torch.zeros(len(config.classes), dtype=torch.float64)
+    for name, value in config.logit_bias.items():
+        offset[config.classes.index(name)] = float(value)
+    logits = predict(model, crops, config.mean, config.std) + offset.numpy()
+    t = fit_temperature(logits, y)
+    out = {k: v.clone() for k, v in state.items()}
+    weight, bias = state["classifier.weight"], state["classifier.bias"]
+    out["classifier.weight"] = (weight.double() / t).to(weight.dtype)
+    out["classifier.bias"] = ((bias.double() + offset) / t - offset).to(bias.dtype)
+    report = {"temperature": t, "val_ece_before": expected_calibration_error(softmax(logits), y),
+              "val_ece_after": expected_calibration_error(softmax(logits / t), y)}
+    log.info("temperature %.3f fitted on %d validation cells: ECE %.4f -> %.4f", t, len(y),
+             report["val_ece_before"], report["val_ece_after"])
+    return out, report
 
 
 def _selection_sets(config: Config, prepared: Any, names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -247,6 +286,10 @@ def make_soup(config_path: str, run_dir: Path | None = None, progress: bool = Tr
                                         "kept": True}]
     log.info("soup: %s", " + ".join(chosen))
     state = average_state_dicts([states[n] for n in chosen])
+    calibration: dict[str, float] = {}
+    if soup.get("calibrate", True) and len(prepared.index["val"]):
+        val = prepared.index["val"]
+        state, calibration = calibrate(config, state, prepared.crops.crops[val], prepared.y[val])
     torch.save({"model": state, "epoch": None, "soup": chosen}, run_dir / "best.pt")
     model = _model(config, state)
     write_json(run_dir / "config.json", config.raw)
@@ -274,6 +317,7 @@ def make_soup(config_path: str, run_dir: Path | None = None, progress: bool = Tr
             "note": soup.get("note", ""),
             "chosen": chosen,
             "steps": steps,
+            "calibration": calibration,
             "ingredients": [
                 {"name": name, "overrides": overrides[name], "run_dir": str(d),
                  "wall_time_s": results[name].get("wall_time_s"), "best_epoch": results[name].get("best_epoch"),
