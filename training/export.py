@@ -570,7 +570,7 @@ def soup_section(soup: dict[str, Any]) -> list[str]:
     select = " + ".join(soup.get("select_on", []))
     how = (f"greedy soup: ingredients ranked by their own mean accuracy on {select}, each kept only if the "
            "soup's did not fall" if soup.get("method") == "greedy" else "uniform soup: every ingredient averaged")
-    sets = sorted({k for i in soup.get("ingredients", []) for k in i.get("accuracy", {})})
+    sets = list(dict.fromkeys(k for i in soup.get("ingredients", []) for k in i.get("accuracy", {})))
     lines = ["", "## Weight averaging (model soup)", "",
              f"This network is the parameter-wise mean of {len(chosen)} fine-tuned runs ({', '.join(chosen)}) "
              f"that share the pretrained start, the split and the crops and differ only in augmentation or "
@@ -588,7 +588,7 @@ def soup_section(soup: dict[str, Any]) -> list[str]:
               "|---|---|---|---|" + "---|" * len(sets) + "---|"]
     for i in soup.get("ingredients", []):
         changes = json.dumps(i.get("overrides") or {}, sort_keys=True) if i.get("overrides") else "none"
-        lines.append(f"| {i['name']} | `{changes}` | {i.get('best_epoch')} | {_fmt(i.get('wall_time_s'))} | "
+        lines.append(f"| {i['name']} | `{changes}` | {i.get('best_epoch')} | {i.get('wall_time_s') or 0:.0f} | "
                      + " | ".join(_fmt(i.get("accuracy", {}).get(k)) for k in sets)
                      + f" | {'yes' if i['name'] in chosen else 'no'} |")
     if soup.get("method") == "greedy":
