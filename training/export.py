@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -606,7 +605,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--int8", action="store_true", help="also report static INT8 quantisation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    command = "python -m training.export " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    from .train import command_line
+
+    command = command_line("training.export", argv)
     try:
         report = export_run(args.run_dir, args.out, args.int8, command)
     except LeukViewError as exc:

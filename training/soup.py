@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import shutil
 import sys
 import time
@@ -48,7 +47,16 @@ from leukview.core.errors import LeukViewError
 from .config import Config, load_config
 from .evaluate import expected_calibration_error, fit_temperature, softmax, write_json
 from .models import CellNet, build_model, count_parameters, model_info
-from .train import apply_logit_bias, evaluate_all, machine, predict, prepare, run, setup_logging
+from .train import (
+    apply_logit_bias,
+    command_line,
+    evaluate_all,
+    machine,
+    predict,
+    prepare,
+    run,
+    setup_logging,
+)
 
 log = logging.getLogger("training.soup")
 
@@ -338,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    command = "python -m training.soup " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("training.soup", argv)
     try:
         make_soup(args.config, Path(args.run_dir) if args.run_dir else None, not args.no_progress, command)
     except LeukViewError as exc:

@@ -550,6 +550,11 @@ def run(config: Config, run_dir: Path | None = None, fresh: bool = False, progre
     return result
 
 
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command as typed (``argv``, or the process's arguments), for a model card's Reproduce section."""
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+
 def manifest_overrides(manifest: str) -> dict[str, Any]:
     """Config overrides that train on a hospital's manifest: its data, its classes, no other test sets."""
     from .data import manifest_dataset
@@ -593,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["weights"] = args.weights
     if args.epochs:
         overrides["train"] = {"epochs": args.epochs}
-    command = "python -m training.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("training.train", argv)
     try:
         config = load_config(args.config, overrides)
         run(config, Path(args.run_dir) if args.run_dir else None, args.fresh, not args.no_progress, command)
