@@ -27,7 +27,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
     """Temperature that makes ``softmax(logits / T)`` fit the labels best (Guo et al. 2017).
 
@@ -56,6 +55,7 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
         return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))).mean())
 
     return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded", options={"xatol": 1e-4}).x)
+
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
     """ECE of the top-class confidence in equal-width bins (Guo et al. 2017).

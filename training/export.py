@@ -537,7 +537,6 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
         ]
     if "soup" in result:
         lines += soup_section(result["soup"])
-    if "soup" in result:
         timing = (f"Wall time {result.get('wall_time_s')} s, the training of all "
                   f"{len(result['soup']['ingredients'])} ingredients and the averaging,")
     else:
@@ -586,7 +585,7 @@ def soup_section(soup: dict[str, Any]) -> list[str]:
     lines += ["| ingredient | changes from the config | best epoch | train s | " + " | ".join(sets) + " | in the soup |",
               "|---|---|---|---|" + "---|" * len(sets) + "---|"]
     for i in soup.get("ingredients", []):
-        changes = json.dumps(i.get("overrides") or {}, sort_keys=True) if i.get("overrides") else "none"
+        changes = json.dumps(i["overrides"], sort_keys=True) if i.get("overrides") else "none"
         lines.append(f"| {i['name']} | `{changes}` | {i.get('best_epoch')} | {i.get('wall_time_s') or 0:.0f} | "
                      + " | ".join(_fmt(i.get("accuracy", {}).get(k)) for k in sets)
                      + f" | {'yes' if i['name'] in chosen else 'no'} |")

@@ -109,6 +109,12 @@ def training_settings(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k not in DESCRIPTIVE_KEYS}
 
 
+def _entries(soup: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, overrides) of each ingredient, the config itself first as ``base``."""
+    return [("base", {})] + [(str(e.get("name") or f"ingredient-{i + 1}"), {k: v for k, v in e.items() if k != "name"})
+                             for i, e in enumerate(soup.get("ingredients", []))]
+
+
 def ingredient_configs(config_path: str) -> tuple[Config, list[tuple[str, Config]]]:
     """The soup's config and (name, config) of each ingredient, the config itself first."""
     config = load_config(config_path)
@@ -120,15 +126,13 @@ def ingredient_configs(config_path: str) -> tuple[Config, list[tuple[str, Config
         raise LeukViewError(f"[soup] has unknown key(s): {', '.join(sorted(unknown))}", config_path)
     if model_info(config.model).xgboost:
         raise LeukViewError("a soup averages networks; an XGBoost head cannot be averaged", config_path)
-    out = [("base", load_config(config_path, {"soup": {}}))]
-    for i, entry in enumerate(soup.get("ingredients", [])):
-        overrides = {k: v for k, v in entry.items() if k != "name"}
+    out: list[tuple[str, Config]] = []
+    for i, (name, overrides) in enumerate(_entries(soup)):
         changing = set(overrides) - {"augment", "train"}
         if changing:
             # another model, size, crop or split would not average: only augmentation and schedule may differ
-            raise LeukViewError(f"soup ingredient {i + 1} may only change [augment] and [train], "
+            raise LeukViewError(f"soup ingredient {i} may only change [augment] and [train], "
                                 f"not {', '.join(sorted(changing))}", config_path)
-        name = str(entry.get("name") or f"ingredient-{i + 1}")
         if name in {n for n, _ in out}:
             raise LeukViewError(f"two soup ingredients are named {name!r}", config_path)
         out.append((name, load_config(config_path, {**overrides, "soup": {}})))
@@ -144,16 +148,17 @@ def _finished(run_dir: Path, config: Config) -> bool:
         raw = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    same = training_settings(raw) == training_settings(json.loads(json.dumps(config.raw)))
+    same = training_settings(raw) == training_settings(config.raw)
     return "metrics" in result and (run_dir / "best.pt").is_file() and same
 
 
-def _model(config: Config, state: dict[str, torch.Tensor]) -> CellNet:
+def _model(config: Config, state: dict[str, torch.Tensor], logit_bias: bool = True) -> CellNet:
     model = build_model(config.model, len(config.classes), config.input_size, None, lambda _: None,
                         config.colour_norm)
     model.load_state_dict(state)
     model.eval()
-    apply_logit_bias(model, config)
+    if logit_bias:
+        apply_logit_bias(model, config)
     return model
 
 
@@ -175,9 +180,7 @@ def calibrate(config: Config, state: dict[str, torch.Tensor], crops: np.ndarray,
     report : dict
         ``temperature`` and the validation ECE before and after.
     """
-    model = build_model(config.model, len(config.classes), config.input_size, None, lambda _: None,
-                        config.colour_norm)
-    model.load_state_dict(state)
+    model = _model(config, state, logit_bias=False)
     offset = torch.zeros(len(config.classes), dtype=torch.float64)
     for name, value in config.logit_bias.items():
         offset[config.classes.index(name)] = float(value)
@@ -304,8 +307,7 @@ def make_soup(config_path: str, run_dir: Path | None = None, progress: bool = Tr
     metrics = evaluate_all(model, None, config, prepared, run_dir)
     write_json(run_dir / "metrics.json", metrics)
     train_seconds = sum(float(r.get("wall_time_s", 0.0)) for r in results.values())
-    overrides = {"base": {}} | {str(e.get("name") or f"ingredient-{i + 1}"): {k: v for k, v in e.items() if k != "name"}
-                                for i, e in enumerate(soup.get("ingredients", []))}
+    overrides = dict(_entries(soup))
     result = {
         "name": config.name,
         "model": config.model,
