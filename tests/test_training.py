@@ -269,6 +269,16 @@ def test_augment_keeps_crops_valid(data_dir: Path) -> None:
     before_hed, after_hed = rgb2hed(crop).reshape(-1, 3).mean(0), np.mean(faded, axis=0)
     assert 0.5 * before_hed[1] < after_hed[1] < 0.8 * before_hed[1]  # E scaled by U(0.3, 1): 0.65 on average
     assert after_hed[0] == pytest.approx(before_hed[0], rel=0.02)
+    # 4:2:0 JPEG: colour detail goes, brightness detail mostly stays
+    from training.augment import jpeg_round_trip
+
+    def detail(img: np.ndarray) -> np.ndarray:
+        ycc = cv2.cvtColor(img, cv2.COLOR_RGB2YCrCb).astype(float)
+        return np.abs(ycc - cv2.GaussianBlur(ycc, (0, 0), 1.0)).reshape(-1, 3).mean(0)
+    squeezed = jpeg_round_trip(crop, 90)
+    assert squeezed.shape == crop.shape and squeezed.dtype == np.uint8
+    assert detail(squeezed)[1:].mean() < 0.8 * detail(crop)[1:].mean()
+    assert detail(squeezed)[0] > 0.8 * detail(crop)[0]
 
 
 def test_amplitude_mix_takes_the_look_keeps_the_cell(data_dir: Path) -> None:

@@ -61,6 +61,12 @@ class AugmentConfig:
         Probability of shrinking to U(lowres_min, 0.9) of the side and back
         (another camera's resolution).
     lowres_min : float
+    jpeg : float
+        Probability of a JPEG round trip at quality U(jpeg_min_quality, 95)
+        with 4:2:0 chroma subsampling: colour at half the resolution of
+        brightness, which blurs the colour of fine granules (BCCD's camera
+        saves 4:2:0, PBC's CellaVision images are 4:4:4).
+    jpeg_min_quality : int
     grayscale : float
         Probability of mixing the crop toward grey by U(0, 0.5).
     style_mix : float
@@ -90,6 +96,8 @@ class AugmentConfig:
     blur_max: float = 1.2
     lowres: float = 0.2
     lowres_min: float = 0.4
+    jpeg: float = 0.0
+    jpeg_min_quality: int = 50
     grayscale: float = 0.0
     style_mix: float = 0.0
     style_strength: float = 1.0
@@ -110,7 +118,7 @@ class AugmentConfig:
 
 NO_AUGMENT = AugmentConfig(
     flip=False, rot90=False, rotate=0, scale=0, translate=0, hed=0, eosin_fade=0, hue=0, saturation=0,
-    brightness=0, contrast=0, gamma=0, blur=0, lowres=0, grayscale=0, style_mix=0,
+    brightness=0, contrast=0, gamma=0, blur=0, lowres=0, jpeg=0, grayscale=0, style_mix=0,
 )
 
 
@@ -253,7 +261,7 @@ def colour(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) ->
 
 
 def optics(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """Blur and loss of resolution."""
+    """Blur, loss of resolution and JPEG compression, in a camera's order."""
     out = crop
     side = out.shape[0]
     if config.lowres and rng.random() < config.lowres:
@@ -262,7 +270,30 @@ def optics(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) ->
                          interpolation=cv2.INTER_LINEAR)
     if config.blur and rng.random() < config.blur:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, max(0.3, config.blur_max)))
+    if config.jpeg and rng.random() < config.jpeg:
+        out = jpeg_round_trip(out, int(rng.integers(min(config.jpeg_min_quality, 95), 96)))
     return out if out is not crop else crop.copy()
+
+
+def jpeg_round_trip(crop: np.ndarray, quality: int) -> np.ndarray:
+    """Encode an RGB crop as a 4:2:0 JPEG of the given quality and decode it.
+
+    Parameters
+    ----------
+    crop : ndarray of uint8, shape (H, W, 3)
+    quality : int
+        JPEG quality, 1-100.
+
+    Returns
+    -------
+    out : ndarray of uint8, shape (H, W, 3)
+    """
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [
+        cv2.IMWRITE_JPEG_QUALITY, int(quality),
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420])
+    if not ok:
+        raise ValueError(f"JPEG encoding of a {crop.shape} crop failed")
+    return cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def augment_batch(
