@@ -43,7 +43,7 @@ from leukview.core.modelspec import ModelSpec, read_sidecar
 from leukview.core.preprocess import normalize
 
 from .config import Config, config_from_dict, dataset_name
-from .models import CellNet, build_model, static_padding
+from .models import CellNet, static_padding
 
 log = logging.getLogger("training.export")
 
@@ -267,14 +267,10 @@ def load_run(run_dir: Path) -> tuple[Config, CellNet, Any, dict[str, Any]]:
     if "metrics" not in result:
         raise LeukViewError("the run has not finished (result.json has no metrics)", run_dir)
     config = config_from_dict(raw, source=str(run_dir / "config.json"))
-    model = build_model(config.model, len(config.classes), config.input_size, None, lambda _: None,
-                        config.colour_norm)
-    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    model.eval()
-    from .train import apply_logit_bias
+    from .train import model_from_state
 
-    apply_logit_bias(model, config)
+    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    model = model_from_state(config, state["model"])
     booster = None
     if model.info.xgboost:
         import xgboost as xgb

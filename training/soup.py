@@ -46,12 +46,13 @@ from leukview.core.errors import LeukViewError
 
 from .config import Config, load_config
 from .evaluate import expected_calibration_error, fit_temperature, softmax, write_json
-from .models import CellNet, build_model, count_parameters, model_info
+from .models import CellNet, count_parameters, model_info
 from .train import (
-    apply_logit_bias,
     command_line,
     evaluate_all,
+    logit_offsets,
     machine,
+    model_from_state,
     predict,
     prepare,
     run,
@@ -152,16 +153,6 @@ def _finished(run_dir: Path, config: Config) -> bool:
     return "metrics" in result and (run_dir / "best.pt").is_file() and same
 
 
-def _model(config: Config, state: dict[str, torch.Tensor], logit_bias: bool = True) -> CellNet:
-    model = build_model(config.model, len(config.classes), config.input_size, None, lambda _: None,
-                        config.colour_norm)
-    model.load_state_dict(state)
-    model.eval()
-    if logit_bias:
-        apply_logit_bias(model, config)
-    return model
-
-
 def calibrate(config: Config, state: dict[str, torch.Tensor], crops: np.ndarray,
               y: np.ndarray) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Fold a temperature fitted on validation cells into the classifier.
@@ -180,10 +171,8 @@ def calibrate(config: Config, state: dict[str, torch.Tensor], crops: np.ndarray,
     report : dict
         ``temperature`` and the validation ECE before and after.
     """
-    model = _model(config, state, logit_bias=False)
-    offset = torch.zeros(len(config.classes), dtype=torch.float64)
-    for name, value in config.logit_bias.items():
-        offset[config.classes.index(name)] = float(value)
+    model = model_from_state(config, state, logit_bias=False)
+    offset = torch.from_numpy(logit_offsets(config))
     logits = predict(model, crops, config.mean, config.std) + offset.numpy()
     t = fit_temperature(logits, y)
     out = {k: v.clone() for k, v in state.items()}
@@ -288,7 +277,7 @@ def make_soup(config_path: str, run_dir: Path | None = None, progress: bool = Tr
     results = {name: json.loads((d / "result.json").read_text(encoding="utf-8")) for name, d in ingredient_dirs.items()}
 
     def score(state: dict[str, torch.Tensor]) -> dict[str, float]:
-        return selection_score(_model(config, state), config, sets)
+        return selection_score(model_from_state(config, state), config, sets)
 
     if soup.get("greedy", True):
         chosen, steps = greedy_soup(states, score)
@@ -302,7 +291,7 @@ def make_soup(config_path: str, run_dir: Path | None = None, progress: bool = Tr
         val = prepared.index["val"]
         state, calibration = calibrate(config, state, prepared.crops.crops[val], prepared.y[val])
     torch.save({"model": state, "epoch": None, "soup": chosen}, run_dir / "best.pt")
-    model = _model(config, state)
+    model = model_from_state(config, state)
     write_json(run_dir / "config.json", config.raw)
     metrics = evaluate_all(model, None, config, prepared, run_dir)
     write_json(run_dir / "metrics.json", metrics)

@@ -386,9 +386,27 @@ def apply_logit_bias(model: CellNet, config: Config) -> None:
     if not config.logit_bias:
         return
     with torch.no_grad():
-        for name, offset in config.logit_bias.items():
-            model.classifier.bias[config.classes.index(name)] += float(offset)
+        model.classifier.bias += torch.as_tensor(logit_offsets(config), dtype=model.classifier.bias.dtype)
     log.info("logit bias applied: %s", config.logit_bias)
+
+
+def logit_offsets(config: Config) -> np.ndarray:
+    """The config's ``logit_bias`` as one offset per class, shape (K,), zeros elsewhere."""
+    offsets = np.zeros(len(config.classes))
+    for name, offset in config.logit_bias.items():
+        offsets[config.classes.index(name)] = float(offset)
+    return offsets
+
+
+def model_from_state(config: Config, state: dict[str, torch.Tensor], logit_bias: bool = True) -> CellNet:
+    """The config's network with these weights, in eval mode; the logit bias added unless told not to."""
+    model = build_model(config.model, len(config.classes), config.input_size, None, lambda _: None,
+                        config.colour_norm)
+    model.load_state_dict(state)
+    model.eval()
+    if logit_bias:
+        apply_logit_bias(model, config)
+    return model
 
 
 def fit_xgboost(model: CellNet, config: Config, prepared: Prepared, run_dir: Path) -> Any:
