@@ -13,24 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .calibration import Calibration
 from .cells import CELL_KINDS, Cell
 from .errors import LeukViewError
+from .progress import AnalysisCancelled, ProgressCallback
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is slow to import
-    from .classify import Classifier
+    from .models import Classifier
     from .segment import SegmentationParams
 
 RESULT_SCHEMA_VERSION = 1
-
-ProgressCallback = Callable[[float, str], None]
-
-
-class AnalysisCancelled(LeukViewError):
-    """The user cancelled an analysis; nothing was changed."""
-
-    def __init__(self) -> None:
-        super().__init__("analysis cancelled")
-
 
 @dataclass
 class ModelRun:
@@ -71,8 +63,17 @@ class Analysis:
     cells: list[Cell]
     models: list[ModelRun] = field(default_factory=list)
     image: str | None = None
-    pixel_size_um: float | None = None
+    calibration: Calibration = field(default_factory=Calibration.unknown)
     rbc_diameter_px: float | None = None
+
+    @property
+    def pixel_size_um(self) -> float | None:
+        """µm per pixel of :attr:`calibration` (read-only: change the calibration instead)."""
+        return self.calibration.pixel_size_um
+
+    @pixel_size_um.setter
+    def pixel_size_um(self, value: float | None) -> None:  # deprecated: set ``calibration``
+        self.calibration = Calibration.from_user(value)
 
     def counts_by_kind(self) -> dict[str, int]:
         found = Counter(c.kind for c in self.cells)
@@ -102,6 +103,7 @@ class Analysis:
             "width": self.width,
             "height": self.height,
             "pixel_size_um": self.pixel_size_um,
+            "pixel_size_source": self.calibration.source,
             "rbc_diameter_px": None if self.rbc_diameter_px is None else round(float(self.rbc_diameter_px), 2),
             "models": [m.to_dict() for m in self.models],
             "cells": [c.to_dict() for c in self.cells],
@@ -117,7 +119,9 @@ class Analysis:
             cells=[Cell.from_dict(c) for c in data["cells"]],
             models=[ModelRun.from_dict(m) for m in data.get("models", [])],
             image=data.get("image"),
-            pixel_size_um=data.get("pixel_size_um"),
+            calibration=Calibration.from_dict(
+                {"pixel_size_um": data.get("pixel_size_um"), "source": data.get("pixel_size_source")}
+            ),
             rbc_diameter_px=data.get("rbc_diameter_px"),
         )
 
@@ -128,6 +132,7 @@ def analyze_image(
     params: SegmentationParams | None = None,
     *,
     pixel_size_um: float | None = None,
+    calibration: Calibration | None = None,
     image_name: str | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -161,6 +166,8 @@ def analyze_image(
             progress(fraction, message)
 
     report(0.0, "segmenting")
+    if calibration is not None:
+        pixel_size_um = calibration.pixel_size_um
     result = segment(image, params, pixel_size_um=pixel_size_um)
     cells = result.cells
     runs: list[ModelRun] = []
@@ -182,6 +189,6 @@ def analyze_image(
         cells=cells,
         models=runs,
         image=image_name,
-        pixel_size_um=pixel_size_um,
+        calibration=calibration if calibration is not None else Calibration.from_user(pixel_size_um),
         rbc_diameter_px=result.rbc_diameter,
     )
