@@ -23,7 +23,6 @@ from onnx_factory import (
 )
 
 from leukview.core import classify
-from leukview.core.analysis import AnalysisCancelled
 from leukview.core.cells import Cell
 from leukview.core.classify import (
     CPU,
@@ -42,6 +41,7 @@ from leukview.core.explain import (
     raw_class_activation_maps,
 )
 from leukview.core.preprocess import crop_box, preprocess_cells
+from leukview.core.progress import AnalysisCancelled
 
 CLASSES = ["lymphocyte", "monocyte", "neutrophil"]
 KINDS = {"WBC": "wbc", "RBC": "rbc", "Platelets": "platelet"}
@@ -378,7 +378,7 @@ def test_cancel_between_batches(tiny: Path, field) -> None:
     image, cells = field
     model = Classifier.load(tiny)
     polls: list[int] = []
-    done: list[tuple[int, int]] = []
+    done: list[float] = []
 
     def should_cancel() -> bool:
         polls.append(1)
@@ -390,10 +390,14 @@ def test_cancel_between_batches(tiny: Path, field) -> None:
             cells,
             batch_size=2,
             should_cancel=should_cancel,
-            progress=lambda d, t: done.append((d, t)),
+            progress=lambda fraction, _: done.append(fraction),
         )
     assert len(polls) == 2
-    assert done == [(2, len(cells))]  # the first batch ran, the second never started
+    assert done == [0.0]  # the first batch was announced and ran, the second never started
+
+    done.clear()
+    model.predict(image, cells, batch_size=4, progress=lambda fraction, _: done.append(fraction))
+    assert done == [start / len(cells) for start in range(0, len(cells), 4)] + [1.0]
 
 
 def test_softmax_rows() -> None:

@@ -42,7 +42,7 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +57,7 @@ from .errors import ModelError
 from .modelspec import ModelSpec, read_sidecar
 from .paths import models_dir as default_models_dir
 from .preprocess import crop_box, preprocess_cells
+from .progress import CancelCheck, ProgressCallback, checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,6 @@ THREADS_ENV = "LEUKVIEW_THREADS"
 _ORT_SEVERITY = 3  # errors only
 _SILENT = 4  # fatal only
 ort.set_default_logger_severity(_ORT_SEVERITY)
-
-ShouldCancel = Callable[[], bool]
-Progress = Callable[[int, int], None]
-
 
 # ---------------------------------------------------------------------------
 # threads and providers
@@ -599,8 +596,8 @@ class Classifier:
         *,
         batch_size: int = 32,
         with_cam: bool = True,
-        should_cancel: ShouldCancel | None = None,
-        progress: Progress | None = None,
+        should_cancel: CancelCheck | None = None,
+        progress: ProgressCallback | None = None,
     ) -> list[Prediction]:
         """Classify cells of an image, with a class-activation map per cell.
 
@@ -620,24 +617,23 @@ class Classifier:
             features output.
         should_cancel : callable() -> bool, optional
             Polled before each batch; True raises
-            :class:`leukview.core.analysis.AnalysisCancelled`.
-        progress : callable(done, total), optional
-            Called after each batch with the number of cells done.
+            :class:`leukview.core.progress.AnalysisCancelled`.
+        progress : callable(fraction, message), optional
+            Told before each batch the fraction of the cells done, and 1.0 at the end.
 
         Returns
         -------
         predictions : list of Prediction
             One per cell, in order.
         """
-        from .analysis import AnalysisCancelled  # analysis imports this module lazily
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         spec = self.spec
         results: list[Prediction] = []
-        for start in range(0, len(cells), batch_size):
-            if should_cancel is not None and should_cancel():
-                raise AnalysisCancelled()
+        total = len(cells)
+        for start in range(0, total, batch_size):
+            message = f"{spec.name}: cells {start + 1}-{min(start + batch_size, total)} of {total}"
+            checkpoint(progress, should_cancel, start / total, message)
             part = cells[start : start + batch_size]
             batch = preprocess_cells(image, part, spec.crop, spec.input_size, spec.mean, spec.std)
             want_cam = with_cam and spec.features_output is not None
@@ -665,8 +661,8 @@ class Classifier:
                         cam_box=box,  # type: ignore[arg-type]
                     )
                 )
-            if progress is not None:
-                progress(len(results), len(cells))
+        if progress is not None:
+            progress(1.0, f"{spec.name}: {total} cells classified")
         return results
 
 
