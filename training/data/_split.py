@@ -1,0 +1,118 @@
+"""Grouped splits: no group (subject, field or source image) on two sides; ``split.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._source import DataError, write_json
+
+log = logging.getLogger("training.data")
+
+
+def grouped_split(
+    labels: Sequence[str], groups: Sequence[str], val: float = 0.1, test: float = 0.2, seed: int = 0
+) -> dict[str, list[str]]:
+    """Split groups into train/val/test, stratified by label, with no group on two sides.
+
+    Parameters
+    ----------
+    labels, groups : sequence of str, length N
+        Label and group of each sample. A group's label for stratification is
+        its most frequent one.
+    val, test : float
+        Fractions of the groups (0 leaves that part empty).
+    seed : int
+
+    Returns
+    -------
+    split : dict
+        'train', 'val', 'test' -> sorted group names.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.asarray(labels, dtype=str)
+    groups = np.asarray(groups, dtype=str)
+    if len(labels) != len(groups):
+        raise ValueError("labels and groups differ in length")
+    names = np.unique(groups)
+    group_label = {}
+    for g in names:
+        values, counts = np.unique(labels[groups == g], return_counts=True)
+        group_label[g] = values[np.argmax(counts)]
+    glabels = np.array([group_label[g] for g in names])
+
+    def carve(pool: np.ndarray, fraction: float, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        if fraction <= 0 or len(pool) < 2:
+            return pool, pool[:0]
+        n_splits = max(2, int(round(1.0 / fraction)))
+        smallest = min(Counter(glabels[np.isin(names, pool)]).values())
+        n_splits = min(n_splits, len(pool))
+        if smallest < n_splits:  # too few groups of a class to stratify that finely
+            log.warning("a class has only %d group(s); stratification is approximate", smallest)
+        index = np.flatnonzero(np.isin(names, pool))
+        kfold = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed + salt)
+        keep, take = next(kfold.split(np.zeros(len(index)), glabels[index], names[index]))
+        return names[index[keep]], names[index[take]]
+
+    rest, test_groups = carve(names, test, 0)
+    train_groups, val_groups = carve(rest, val / max(1e-9, 1.0 - test), 1)
+    split = {"train": sorted(train_groups), "val": sorted(val_groups), "test": sorted(test_groups)}
+    assert_disjoint(split)
+    return split
+
+
+def assert_disjoint(split: dict[str, Sequence[str]]) -> None:
+    """Raise DataError when a group is on two sides of a split."""
+    parts = list(split)
+    for i, a in enumerate(parts):
+        for b in parts[i + 1 :]:
+            shared = set(split[a]) & set(split[b])
+            if shared:
+                raise DataError(
+                    f"split leaks {len(shared)} group(s) between {a} and {b}, e.g. {sorted(shared)[:3]}"
+                )
+
+
+def split_indices(groups: Sequence[str], split: dict[str, Sequence[str]]) -> dict[str, np.ndarray]:
+    """Sample indices of each part of a split (samples whose group is in no part are left out)."""
+    groups = np.asarray(groups, dtype=str)
+    return {part: np.flatnonzero(np.isin(groups, list(names))) for part, names in split.items()}
+
+
+def save_split(
+    path: str | os.PathLike[str], split: dict[str, Sequence[str]], labels: Sequence[str],
+    groups: Sequence[str], seed: int, note: str = "",
+) -> dict[str, Any]:
+    """Write a split and its per-class counts as JSON; returns the document."""
+    assert_disjoint(split)
+    labels = np.asarray(labels, dtype=str)
+    index = split_indices(groups, split)
+    doc = {
+        "seed": seed,
+        "note": note,
+        "groups": {k: list(v) for k, v in split.items()},
+        "counts": {k: dict(Counter(labels[i].tolist())) for k, i in index.items()},
+        "n_groups": {k: len(v) for k, v in split.items()},
+        "overlap": 0,
+    }
+    write_json(Path(path), doc)
+    return doc
+
+
+def load_split(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Read a split written by :func:`save_split` (its zero overlap is re-checked)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read split ({exc})", path) from exc
+    split = {k: list(v) for k, v in doc["groups"].items()}
+    assert_disjoint(split)
+    return split
