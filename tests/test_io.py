@@ -470,9 +470,11 @@ def test_region_read_of_large_tiled_tiff_touches_only_the_tiles_it_needs(tmp_pat
     path = tmp_path / "big.tif"
     _big_tiled_tiff(path)  # 2048 x 2048 x 3 = 12.6 MB decoded, 8 x 8 tiles of 256
     decoded = []
-    real = io._decode_segment
+    from leukview.core.io import _tiff_region
+
+    real = _tiff_region._decode_segment
     monkeypatch.setattr(
-        io, "_decode_segment", lambda d, data, i, a: decoded.append(i) or real(d, data, i, a)
+        _tiff_region, "_decode_segment", lambda d, data, i, a: decoded.append(i) or real(d, data, i, a)
     )
     tracemalloc.start()
     try:

@@ -1,0 +1,97 @@
+"""Images in: every supported file to an RGB ``uint8`` array, safely.
+
+What comes out
+--------------
+:func:`read_image` returns the whole image, :func:`read_region` a rectangle of
+one pyramid level, both as ``(H, W, 3)`` ``uint8`` RGB with the original pixel
+grid (no resizing). :func:`image_info` reads only the header.
+
+* JPEG, PNG and BMP are decoded by Pillow, 16-bit PNG by imagecodecs (Pillow
+  would drop the low byte), TIFF by tifffile. The format is taken from the
+  file's first bytes, not from its suffix.
+* Greyscale is repeated into three channels; palette images are looked up;
+  transparency (RGBA, grey + alpha, palette transparency, TIFF alpha samples,
+  premultiplied or not) is composited on **white**, because slides are
+  bright-field and an empty background is white.
+* EXIF orientation (JPEG, PNG) and the TIFF Orientation tag are applied, with
+  the same eight transforms as :func:`PIL.ImageOps.exif_transpose`.
+
+Public API
+----------
+:func:`read_image`, :func:`read_region`, :func:`image_info` and its
+:class:`ImageInfo`; :func:`is_supported` and :data:`SUPPORTED_SUFFIXES`;
+:func:`max_pixels_limit`, :data:`DEFAULT_MAX_PIXELS` and :data:`MAX_PIXELS_ENV`.
+The private modules behind them: ``_sniff`` (suffixes, format from the first
+bytes), ``_limits`` (the bomb limit), ``_pillow`` (JPEG, PNG, BMP), ``_tiff``
+and ``_tiff_region`` (whole TIFFs, regions tile by tile), ``_rgb`` (samples to
+RGB ``uint8``), ``_geometry`` (orientation, white-padded crops),
+``_pixelsize`` (metadata to micrometres per pixel), ``_info`` (:class:`ImageInfo`).
+
+More than 8 bits per sample
+---------------------------
+Samples are scaled by their **effective bit depth**, not by the dtype's maximum
+and not by a min-max stretch: the white level is the TIFF ``MaxSampleValue`` tag
+when it is below the dtype's maximum, else the smallest ``2**n - 1`` (``n >= 8``)
+that is at least the data's maximum, and ``value * 255 / white`` is rounded.
+So a 12-bit camera image stored in 16 bits (maximum <= 4095) fills 0..255
+instead of coming out black, zero stays black and no contrast is invented.
+Floating-point samples are taken as 0..1 when their maximum is <= 1, else
+scaled by their maximum; negative values are clipped to 0. For a region read
+the white level comes from the smallest pyramid level when it has at most
+4 million pixels (so neighbouring regions match), else from the region itself.
+
+Decompression bombs
+-------------------
+A file whose header claims more pixels than the limit is refused before any
+pixel is decoded. The limit is, first to last: the ``max_pixels`` argument, the
+``LEUKVIEW_MAX_PIXELS`` environment variable, :data:`DEFAULT_MAX_PIXELS`. It
+bounds the pixels of the array that would be decoded: the whole image for
+:func:`read_image`, the requested rectangle (and any single tile or strip) for
+:func:`read_region`, so a 20000 x 20000 region of a larger slide is allowed.
+Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``) is replaced by this limit
+while LeukView decodes, and ``ImageFile.LOAD_TRUNCATED_IMAGES`` is held False:
+a truncated file is an error, never a half-grey image.
+
+Large TIFFs
+-----------
+Tiled, stripped, pyramidal (SubIFDs, OME-TIFF, reduced-resolution pages) and
+OME-TIFF files are read through the first series that tifffile finds.
+:func:`read_region` decodes only the tiles (or strips) that overlap the
+rectangle, reading their bytes via the page's data offsets and decoding them
+one by one with the page's own decoder, so memory is bounded by the region plus
+one tile, whatever the size of the level. Its coordinates are in the pixels of
+the level that is read (not level 0), and pixels outside the image are white.
+Stacks (time, focus, series of pages) give their first plane; three separate
+channel planes (OME ``C`` = 3) are combined as RGB.
+
+Pixel size
+----------
+``ImageInfo.pixel_size_um`` (micrometres per pixel of level 0) comes from, in
+order: OME-XML ``PhysicalSizeX`` (with its unit, default um), ImageJ metadata
+(``unit`` with the resolution tags), Aperio ``MPP``, and otherwise the TIFF
+``XResolution`` with ``ResolutionUnit`` inch or centimetre (or, for PNG and
+JPEG, the pHYs / JFIF density). Resolution tags are often a meaningless default
+(72 or 300 dpi, 1 pixel per unit, no unit): a value is kept only when its unit
+is inch or centimetre and it gives 0.01 to 20 um/px, the range of light
+microscopes; anything else gives ``None``.
+
+Every failure raises :class:`~leukview.core.errors.ImageReadError` naming the
+file and the reason.
+"""
+
+from ._info import ImageInfo
+from ._limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, max_pixels_limit
+from ._read import image_info, read_image, read_region
+from ._sniff import SUPPORTED_SUFFIXES, is_supported
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_ENV",
+    "SUPPORTED_SUFFIXES",
+    "ImageInfo",
+    "image_info",
+    "is_supported",
+    "max_pixels_limit",
+    "read_image",
+    "read_region",
+]

@@ -1,0 +1,228 @@
+"""TIFF through tifffile: the first series, its pages, their sample layout, whole reads.
+
+Region reads of tiled and stripped levels are in :mod:`._tiff_region`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from ..errors import ImageReadError
+from ._geometry import orient
+from ._info import ImageInfo
+from ._limits import bomb_error
+from ._pixelsize import tiff_pixel_size
+from ._rgb import Layout, to_rgb8, white_level
+
+__all__ = [
+    "JPEG_COMPRESSIONS",
+    "first_series",
+    "level_planes",
+    "page_raw",
+    "tiff_errors",
+    "tiff_info",
+    "tiff_layout",
+    "tiff_orientation",
+    "tiff_read_image",
+]
+
+#: TIFF Compression values whose tiles are JPEG (old-style, new-style, Adobe, Aperio).
+JPEG_COMPRESSIONS = {6, 7, 34892, 33007}
+
+
+@contextlib.contextmanager
+def tiff_errors(file: Path) -> Iterator[None]:
+    """Turn whatever tifffile or its codecs raise into an ImageReadError."""
+    try:
+        yield
+    except ImageReadError:
+        raise
+    except MemoryError as exc:
+        raise ImageReadError("not enough memory to decode this TIFF", file) from exc
+    except tifffile.TiffFileError as exc:
+        raise ImageReadError(f"the TIFF structure is damaged ({exc})", file) from exc
+    except (NotImplementedError, ValueError) as exc:
+        raise ImageReadError(f"the TIFF data cannot be decoded ({exc})", file) from exc
+    except Exception as exc:  # codecs raise their own error types
+        raise ImageReadError(
+            f"the TIFF data are damaged or cannot be decoded ({exc})", file
+        ) from exc
+
+
+def first_series(file: Path, tif: tifffile.TiffFile) -> tifffile.TiffPageSeries:
+    """The first series (tifffile's own choice), or an error when there is none."""
+    if not tif.series or not tif.series[0].levels:
+        raise ImageReadError("the TIFF holds no image", file)
+    return tif.series[0]
+
+
+def level_planes(file: Path, level: tifffile.TiffPageSeries) -> list:
+    """The pages that make one 2-D image of a level: the first plane, or C = 3 planes as RGB."""
+    pages = list(level.pages)
+    if not pages or pages[0] is None:
+        raise ImageReadError("the TIFF image has no pixel data", file)
+    if len(pages) == 1:
+        return pages
+    key = pages[0].keyframe
+    nlead = len(level.shape) - len(key.shape)
+    lead_axes, lead_shape = level.axes[:nlead], level.shape[:nlead]
+    if nlead < 1 or math.prod(lead_shape) != len(pages):
+        return pages[:1]
+    if "C" in lead_axes and lead_shape[lead_axes.index("C")] > 1:
+        nc = lead_shape[lead_axes.index("C")]
+        if nc != 3 or key.samplesperpixel != 1:
+            raise ImageReadError(
+                f"unsupported sample layout: {nc} channel planes of {key.samplesperpixel} "
+                "sample(s) each (a multi-channel image, not a bright-field colour picture)",
+                file,
+            )
+        ci = lead_axes.index("C")
+        planes = []
+        for c in range(3):
+            index = [0] * nlead
+            index[ci] = c
+            planes.append(pages[int(np.ravel_multi_index(index, lead_shape))])
+        if any(p is None for p in planes):
+            raise ImageReadError("the TIFF image is missing channel planes", file)
+        return planes
+    return pages[:1]
+
+
+def tiff_layout(file: Path, planes: list) -> Layout:
+    """How the samples of these pages make a colour; refuses what cannot be shown."""
+    key = planes[0].keyframe
+    if key.imagedepth > 1:
+        raise ImageReadError("unsupported sample layout: a volumetric (3-D) TIFF", file)
+    if key.dtype is None or key.dtype.kind not in "buif":
+        raise ImageReadError(
+            f"unsupported sample layout: {key.bitspersample}-bit samples of format "
+            f"{int(key.sampleformat)}",
+            file,
+        )
+    photometric = int(key.photometric)
+    max_sample = key.tags.valueof(281)
+    if isinstance(max_sample, (tuple, list)):
+        max_sample = max(max_sample) if max_sample else None
+    common = {"bits": int(key.bitspersample), "max_sample": max_sample}
+    if len(planes) > 1:
+        for p in planes:
+            k = p.keyframe
+            if k.shape != key.shape or k.dtype != key.dtype or int(k.photometric) not in (0, 1):
+                raise ImageReadError("unsupported sample layout: mismatched channel planes", file)
+        return Layout("rgb", **common)
+    spp = int(key.samplesperpixel)
+    extras = tuple(int(e) for e in key.extrasamples)
+    ncolor = spp - len(extras)
+    alpha_at = [i for i, e in enumerate(extras) if e in (1, 2)]
+    alpha = ncolor + alpha_at[0] if alpha_at else None
+    premultiplied = bool(alpha_at) and extras[alpha_at[0]] == 1
+    name = getattr(key.photometric, "name", str(photometric))
+    if photometric in (0, 1):  # MinIsWhite, MinIsBlack
+        if ncolor != 1 or any(e not in (1, 2) for e in extras):
+            raise ImageReadError(
+                f"unsupported sample layout: {spp} samples per pixel with photometric {name} "
+                "(a multi-channel image, not a bright-field picture)",
+                file,
+            )
+        return Layout(
+            "grey", alpha=alpha, premultiplied=premultiplied, invert=photometric == 0, **common
+        )
+    rgb_like = photometric == 2 or (photometric == 6 and key.compression in JPEG_COMPRESSIONS)
+    if rgb_like:
+        if ncolor != 3:
+            raise ImageReadError(
+                f"unsupported sample layout: {spp} samples per pixel with photometric {name}", file
+            )
+        return Layout("rgb", alpha=alpha, premultiplied=premultiplied, **common)
+    if photometric == 3:  # palette
+        cmap = key.colormap
+        if cmap is None or ncolor != 1:
+            raise ImageReadError(
+                "unsupported sample layout: a palette TIFF without a colour map", file
+            )
+        cmap = np.asarray(cmap, dtype=np.float64).T  # (N, 3)
+        if cmap.max(initial=0) > 255:
+            cmap = cmap / 257.0
+        cmap8 = np.clip(np.rint(cmap), 0, 255).astype(np.uint8)
+        return Layout("palette", alpha=alpha, premultiplied=premultiplied, colormap=cmap8, **common)
+    raise ImageReadError(
+        f"unsupported sample layout: photometric interpretation {name} "
+        "(LeukView reads grey, RGB and palette TIFFs)",
+        file,
+    )
+
+
+def page_raw(page) -> np.ndarray:
+    """All samples of a page as ``(H, W, S)``."""
+    a = page.asarray(squeeze=False)  # (separate samples, depth, length, width, contig samples)
+    a = a[:, 0]
+    if a.shape[0] > 1:
+        return np.moveaxis(a[..., 0], 0, -1)
+    return a[0]
+
+
+def tiff_read_image(file: Path, tif: tifffile.TiffFile, limit: int) -> np.ndarray:
+    """Level 0 of the first series as ``(H, W, 3)`` uint8 RGB, orientation applied.
+
+    Raises :class:`~leukview.core.errors.ImageReadError` when level 0 has more
+    than ``limit`` pixels, is empty, has an unsupported layout or is truncated.
+    """
+    series = first_series(file, tif)
+    planes = level_planes(file, series.levels[0])
+    key = planes[0].keyframe
+    w, h = int(key.imagewidth), int(key.imagelength)
+    if w * h > limit:
+        raise bomb_error(file, w, h, limit, tiff=True)
+    if w < 1 or h < 1:
+        raise ImageReadError(f"the TIFF header gives an empty size {w} x {h}", file)
+    layout = tiff_layout(file, planes)
+    _check_complete(file, planes)
+    raw = np.concatenate([page_raw(p) for p in planes], axis=-1)
+    rgb = to_rgb8(raw, layout, white_level(raw[..., : layout.ncolor], layout))
+    return orient(rgb, tiff_orientation(key))
+
+
+def _check_complete(file: Path, planes: list) -> None:
+    """A clear message for a cut-off file, instead of a codec error or silent zeros."""
+    size = file.stat().st_size
+    for page in planes:
+        offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        counts = np.asarray(page.databytecounts, dtype=np.int64)
+        n = min(len(offsets), len(counts))
+        if n and int((offsets[:n] + counts[:n]).max()) > size:
+            raise ImageReadError("the TIFF file is truncated: pixel data end early", file)
+
+
+def tiff_orientation(key) -> int:
+    """The Orientation tag 1..8 of a key frame (1 when absent or invalid)."""
+    try:
+        value = int(key.tags.valueof(274, 1))
+    except (TypeError, ValueError, AttributeError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def tiff_info(file: Path, tif: tifffile.TiffFile) -> ImageInfo:
+    """Level sizes (after orientation), pixel size, tiling and format from the header."""
+    series = first_series(file, tif)
+    levels = []
+    for lvl in series.levels:
+        k = lvl.keyframe
+        levels.append((int(k.imagewidth), int(k.imagelength)))
+    key = series.levels[0].keyframe
+    if tiff_orientation(key) in (5, 6, 7, 8):
+        levels = [(h, w) for w, h in levels]
+    return ImageInfo(
+        width=levels[0][0],
+        height=levels[0][1],
+        levels=levels,
+        pixel_size_um=tiff_pixel_size(tif, key),
+        tiled=bool(key.is_tiled),
+        format="OME-TIFF" if tif.is_ome else "TIFF",
+    )
