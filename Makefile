@@ -32,12 +32,15 @@ analyze-sample: $(VENV)/.stamp-app
 
 # The offline bundle's smoke test (a few minutes; see installer/README.md), then the whole suite.
 test: $(VENV)/.stamp-setup
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory bundle-test
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
+# ruff, the import-linter contracts (no cache left in the tree) and mypy on the core.
 lint: $(VENV)/.stamp-setup
 	$(BIN)/ruff check leukview training tests bench installer
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: $(VENV)/.stamp-setup
 	$(BIN)/python bench/bench_segment.py
@@ -67,4 +70,4 @@ bundle-test: bundle
 	$(BIN)/python installer/smoke_test.py dist/leukview
 
 clean:
-	rm -rf $(VENV) build dist out .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist out .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
