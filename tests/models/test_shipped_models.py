@@ -19,7 +19,7 @@ from leukview.core.analysis import analyze_image
 from leukview.core.classify import Classifier
 from leukview.core.modelspec import read_sidecar
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = sorted(p.parent for p in (ROOT / "models").glob("*/model.json"))
 
 tdata = pytest.importorskip("training.data")

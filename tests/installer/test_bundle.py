@@ -15,7 +15,7 @@ import pytest
 
 from leukview.core import paths
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "dist" / "leukview"
 
 
