@@ -57,6 +57,7 @@ from leukview.core.export import (
 from leukview.core.preprocess import CropRule, crop_box
 from leukview.core.session import (
     Session,
+    SessionSettings,
     current_user,
     fallback_session_path,
     load_session,
@@ -767,12 +768,11 @@ class MainWindow(QMainWindow):
                 self.notices.append(f"Note: {problem}; the saved review was restored anyway.")
             self.session = session
             self.session_file = candidate
-            size = session.settings.get("pixel_size_um") or session.analysis.pixel_size_um
-            if size and not self.pixel_size_um:
-                self.pixel_size_um = float(size)
-                self.pixel_size_source = session.settings.get("pixel_size_source", "set in the session")
-            field = session.settings.get("field")
-            self._field_rect = tuple(field) if field else None  # type: ignore[assignment]
+            calibration = session.analysis.calibration
+            if calibration.known and not self.pixel_size_um:
+                self.pixel_size_um = calibration.pixel_size_um
+                self.pixel_size_source = calibration.describe().split("(", 1)[-1].rstrip(")")
+            self._field_rect = session.settings.analysed_field
             self._show_analysis()
             reviewed = sum(1 for c in session.analysis.cells if c.review.reviewed)
             self.statusBar().showMessage(
@@ -879,14 +879,15 @@ class MainWindow(QMainWindow):
         self.notices = list(outcome.notices)
         params = outcome.request.params if outcome.request is not None else None
         field = outcome.field
-        settings = {
-            "models": [m.name for m in analysis.models],
-            "segmentation": params.to_dict() if params is not None else {},
-            "confidence_threshold": self.settings.confidence_threshold,
-            "pixel_size_um": self.pixel_size_um,
-            "pixel_size_source": self.pixel_size_source,
-            "field": list(field) if field else None,
-        }
+        settings = SessionSettings(
+            models=[m.name for m in analysis.models],
+            segmentation=params.to_dict() if params is not None else {},
+            confidence_threshold=self.settings.confidence_threshold,
+            analysed_field=field,
+            target=self.settings.target,
+            heat_mode=self.settings.heat_mode,
+            heat_opacity=self.settings.heat_opacity,
+        )
         previous = self.session
         self.session = Session.new(analysis, self.path, settings=settings)
         if previous is not None:  # a re-analysis keeps the history of the image
@@ -1225,6 +1226,7 @@ class MainWindow(QMainWindow):
             self.overlay.refresh_all()
             self.review.model.threshold = threshold
             self.review.resort()
+            self.session.settings.confidence_threshold = threshold
             self.session.log("set confidence threshold", detail=f"{threshold:.2f}")
             self._refresh_audit()
             self._mark_dirty()
@@ -1280,8 +1282,6 @@ class MainWindow(QMainWindow):
         self.pixel_size_source = source if value else ""
         if self.session is not None:
             self.session.analysis.pixel_size_um = value
-            self.session.settings["pixel_size_um"] = value
-            self.session.settings["pixel_size_source"] = self.pixel_size_source
             self.session.log("set pixel size", detail=f"{value:.4g} µm/px, {source}" if value else "unknown")
             self._refresh_audit()
             self._mark_dirty()

@@ -16,6 +16,7 @@ from leukview.core.cells import Cell, Prediction, ReviewState
 from leukview.core.errors import SessionError
 from leukview.core.session import (
     Session,
+    SessionSettings,
     current_user,
     fallback_session_path,
     load_session,
@@ -26,11 +27,14 @@ from leukview.core.session import (
 TYPE = ModelRun("wbc-type", "1.2.0", "CPUExecutionProvider", ["lymphocyte", "monocyte", "neutrophil"])
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
+
+
 @pytest.fixture()
-def image(data_dir: Path, tmp_path: Path) -> Path:
-    """A real BCCD field, copied so that sessions are written beside the copy."""
+def image(tmp_path: Path) -> Path:
+    """A bundled BCCD field, copied so that sessions are written beside the copy."""
     path = tmp_path / "BloodImage_00214.jpg"
-    shutil.copy(data_dir / "bccd" / "JPEGImages" / "BloodImage_00214.jpg", path)
+    shutil.copy(SAMPLES / "BloodImage_00214.jpg", path)
     return path
 
 
@@ -92,15 +96,15 @@ def test_corrections_are_audited_and_survive_a_round_trip(image: Path):
     assert cam is not None and cam.shape == (4, 4)
     np.testing.assert_allclose(cam, session.cell(1).predictions["wbc-type"].cam, atol=1 / 255)
     assert restored.cell(1).predictions["wbc-type"].cam_box == (70.0, 50.0, 130.0, 110.0)
-    assert restored.settings == {"confidence_threshold": 0.7}
+    assert restored.settings == SessionSettings(confidence_threshold=0.7)
     assert restored.matches_image(image, 640, 480) is None
     assert len(restored.corrections) == 2  # reclassify and undo changed a call; confirm did not
 
 
-def test_session_detects_another_image(image: Path, data_dir: Path):
+def test_session_detects_another_image(image: Path):
     session = Session.new(make_analysis(), image)
     assert "480" in (session.matches_image(image, 480, 640) or "")
-    shutil.copy(data_dir / "bccd" / "JPEGImages" / "BloodImage_00003.jpg", image)
+    shutil.copy(SAMPLES / "BloodImage_00056.jpg", image)
     assert "changed" in (session.matches_image(image, 640, 480) or "")
 
 
@@ -153,3 +157,79 @@ def test_current_user_is_the_os_user(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(session_mod.getpass, "getuser", fail)
     assert current_user() == "unknown"
+
+
+def test_settings_are_typed_and_round_trip(image: Path):
+    settings = SessionSettings(
+        models=["wbc-type"],
+        segmentation={"nucleus_threshold_scale": 1.2, "rbc_diameter": None, "detect_rbc": True},
+        confidence_threshold=0.85,
+        analysed_field=(10, 20, 300, 200),
+        target=200,
+        heat_mode="all",
+        heat_opacity=0.25,
+    )
+    session = Session.new(make_analysis(), image, settings=settings)
+    path = save_session(session, session_path(image))
+    stored = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    assert stored["field"] == [10, 20, 300, 200] and stored["target"] == 200
+    assert "pixel_size_um" not in stored  # the pixel size lives in the analysis's calibration
+    restored = load_session(path).settings
+    assert restored == settings
+    assert restored.segmentation_params().nucleus_threshold_scale == pytest.approx(1.2)
+
+
+def test_an_old_untyped_session_still_loads_and_its_pixel_size_becomes_the_calibration(image: Path):
+    session = Session.new(make_analysis(), image)
+    document = session.to_dict()
+    # schema 1 as the viewer wrote it before typed settings: six keys, the pixel size among them
+    document["settings"] = {
+        "models": ["wbc-type"],
+        "segmentation": {"nucleus_threshold_scale": 1.1},
+        "confidence_threshold": 0.6,
+        "pixel_size_um": 0.25,
+        "pixel_size_source": "estimated from red cells",
+        "field": [0, 0, 640, 480],
+    }
+    document["analysis"]["pixel_size_um"] = None
+    path = session_path(image)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    restored = load_session(path)
+    assert restored.settings.confidence_threshold == 0.6
+    assert restored.settings.analysed_field == (0, 0, 640, 480)
+    assert restored.settings.target == 100  # not recorded then: the default
+    calibration = restored.analysis.calibration
+    assert (calibration.pixel_size_um, calibration.source) == (0.25, "rbc-estimate")
+    assert calibration.estimated
+    # a newer app's unknown key survives a save
+    document["settings"]["reviewed_on"] = "scope 2"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    again = load_session(save_session(load_session(path), path))
+    assert again.settings.extra == {"reviewed_on": "scope 2"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"confidence_threshold": "high"}, "confidence_threshold must be a number"),
+        ({"confidence_threshold": 1.5}, "between 0 and 1"),
+        ({"confidence_threshold": True}, "must be a number"),
+        ({"models": "wbc-type"}, "models must be a list"),
+        ({"field": [0, 0, 0, 10]}, "field"),
+        ({"field": [0, 0, 10]}, r"\[x, y, width, height\]"),
+        ({"target": 2.5}, "target"),
+        ({"heat_mode": "sometimes"}, "heat_mode"),
+        ({"heat_opacity": -0.1}, "heat_opacity"),
+        ({"segmentation": {"nucleus_threshold_scale": "big"}}, "nucleus_threshold_scale"),
+        ({"pixel_size_um": -3, "pixel_size_source": "set by the user"}, "pixel size"),
+        ([1, 2], "settings must be an object"),
+    ],
+)
+def test_bad_settings_are_a_damaged_session_not_a_crash(image: Path, settings: object, reason: str):
+    document = Session.new(make_analysis(), image).to_dict()
+    document["settings"] = settings
+    path = session_path(image)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(SessionError, match=reason) as info:
+        load_session(path)
+    assert "damaged session" in str(info.value)
