@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from leukview.core.analysis import analyze_image
-from leukview.core.classify import load_models
 from leukview.core.io import read_image
+from leukview.core.models import load_models
 
 DATA = Path(os.environ.get("LEUKVIEW_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from leukview.core.cells import Cell  # noqa: E402
-from leukview.core.classify import Classifier, find_models, physical_cores  # noqa: E402
+from leukview.core.models import Classifier, find_models, physical_cores  # noqa: E402
 from leukview.core.paths import models_dir  # noqa: E402
 from leukview.core.preprocess import preprocess_cells  # noqa: E402
 

@@ -140,8 +140,8 @@ def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
 
     from .core.analysis import analyze_image
     from .core.atomic import atomic_write_bytes, atomic_write_text
-    from .core.classify import load_models
     from .core.io import image_info, read_image
+    from .core.models import load_models
 
     try:
         classifiers = [] if args.no_models else load_models(args.models, args.models_dir)

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from leukview.core.modelspec import ModelSpec
+from leukview.core.models import ModelSpec
 from leukview.core.preprocess import CropRule
 
 WEIGHT_NAME = "classifier.weight"

@@ -22,23 +22,23 @@ from onnx_factory import (
     write_sidecar,
 )
 
-from leukview.core import classify
 from leukview.core.cells import Cell
-from leukview.core.classify import (
+from leukview.core.errors import ModelError
+from leukview.core.explain import (
+    class_activation_map,
+    feature_activation_map,
+    raw_class_activation_maps,
+)
+from leukview.core.models import (
     CPU,
     Classifier,
+    _runtime,
     cam_is_exact,
     find_models,
     load_models,
     physical_cores,
     select_providers,
     softmax,
-)
-from leukview.core.errors import ModelError
-from leukview.core.explain import (
-    class_activation_map,
-    feature_activation_map,
-    raw_class_activation_maps,
 )
 from leukview.core.preprocess import crop_box, preprocess_cells
 from leukview.core.progress import AnalysisCancelled
@@ -417,9 +417,9 @@ def test_providers_on_a_cpu_machine(
     monkeypatch.delenv("LEUKVIEW_PROVIDER", raising=False)
     assert select_providers() == [CPU]
     assert select_providers(prefer_gpu=False) == [CPU]
-    assert classify.cuda_works() is False
+    assert _runtime.cuda_works() is False
     monkeypatch.setenv("LEUKVIEW_PROVIDER", "cuda")
-    with caplog.at_level(logging.WARNING, logger="leukview.core.classify"):
+    with caplog.at_level(logging.WARNING, logger="leukview.core.models._runtime"):
         assert select_providers(prefer_gpu=False) == [CPU]
     assert "CUDA does not work" in caplog.text
 
@@ -430,7 +430,7 @@ def test_provider_override_to_cpu(
     monkeypatch.setenv("LEUKVIEW_PROVIDER", "CPU")
     assert select_providers(prefer_gpu=True) == [CPU]
     monkeypatch.setenv("LEUKVIEW_PROVIDER", "tpu")
-    with caplog.at_level(logging.WARNING, logger="leukview.core.classify"):
+    with caplog.at_level(logging.WARNING, logger="leukview.core.models._runtime"):
         select_providers()
     assert "ignoring LEUKVIEW_PROVIDER='tpu'" in caplog.text
 

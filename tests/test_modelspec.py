@@ -10,7 +10,7 @@ import pytest
 from onnx_factory import make_tiny_classifier, read_sidecar_dict
 
 from leukview.core.errors import ModelError
-from leukview.core.modelspec import ModelSpec, read_sidecar
+from leukview.core.models import ModelSpec, read_sidecar
 from leukview.core.preprocess import CropRule
 
 FULL = {

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from leukview.core.modelspec import read_sidecar  # noqa: E402
+from leukview.core.models import Classifier, read_sidecar  # noqa: E402
 from leukview.core.preprocess import CropRule, crop_cell  # noqa: E402
 from training import data as tdata  # noqa: E402
 from training.augment import NO_AUGMENT, AugmentConfig, augment, hed_jitter  # noqa: E402
@@ -390,8 +390,7 @@ def test_tiny_train_export_onnxruntime(data_dir: Path, tmp_path: Path) -> None:
     sess = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"), providers=["CPUExecutionProvider"])
     logits, features = sess.run(["logits", "features"], {"input": np.zeros((3, 3, 64, 64), np.float32)})
     assert logits.shape == (3, 2) and features.ndim == 4 and features.shape[0] == 3
-    classify = pytest.importorskip("leukview.core.classify")
-    classifier = classify.Classifier.load(tmp_path / "model")
+    classifier = Classifier.load(tmp_path / "model")
     assert classifier.cam_exact is True
     assert (tmp_path / "model" / "README.md").read_text().count("Decision support, not a diagnosis") == 1
 

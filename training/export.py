@@ -3,7 +3,7 @@
 Writes ``model.onnx`` (input ``input`` (N, 3, S, S) with a dynamic batch;
 outputs ``logits`` (N, K) and ``features`` (N, C, h, w), the last feature map
 for class-activation maps), its sidecar ``model.json`` written with
-:class:`leukview.core.modelspec.ModelSpec`, and a model card ``README.md``.
+:class:`leukview.core.models.ModelSpec`, and a model card ``README.md``.
 
 - The EfficientNet-B0 + XGBoost hybrid becomes one graph: the network's
   pooled features feed the trees converted by onnxmltools, so the app needs no
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from leukview.core.errors import LeukViewError
-from leukview.core.modelspec import ModelSpec, read_sidecar
+from leukview.core.models import ModelSpec, read_sidecar
 from leukview.core.preprocess import normalize
 
 from .config import Config, config_from_dict, dataset_name

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 from leukview.core.analysis import Analysis, AnalysisCancelled, analyze_image
 from leukview.core.cells import Cell
 from leukview.core.errors import LeukViewError, ModelError
-from leukview.core.modelspec import ModelSpec, read_sidecar
+from leukview.core.models import ModelSpec, read_sidecar
 
 
 @dataclass
@@ -72,7 +72,7 @@ class ModelCache:
         with self._lock:
             if key == self._key:
                 return self._loaded
-            from leukview.core.classify import load_models
+            from leukview.core.models import load_models
 
             loaded = LoadedModels()
             for model in installed_models(self.models_dir):

@@ -2,7 +2,7 @@
 
 Each shipped model folder carries ``split.json`` (which groups training held
 out). These tests segment the held-out images with today's
-``leukview.core.segment``, classify with ``leukview.core.classify`` exactly as
+``leukview.core.segment``, classify with ``leukview.core.models`` exactly as
 ``leukview analyze`` does, and compare with what the card promises. They need
 no torch: only the dataset listings of ``training.data``.
 """
@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from leukview.core.analysis import analyze_image
-from leukview.core.classify import Classifier
-from leukview.core.modelspec import read_sidecar
+from leukview.core.models import Classifier, read_sidecar
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = sorted(p.parent for p in (ROOT / "models").glob("*/model.json"))

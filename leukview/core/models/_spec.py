@@ -1,5 +1,8 @@
 """The model sidecar: what a model is, read from ``models/<name>/model.json``.
 
+A model folder holds :data:`MODEL_FILE` (the ONNX graph) and its sidecar
+:data:`SIDECAR_FILE`; these two names are the whole folder layout.
+
 Modelled on timm's ``pretrained_cfg``: everything the app needs to feed a
 model and to explain it is in the sidecar, so no model is hard-coded. The
 training package writes it with :meth:`ModelSpec.to_dict`.
@@ -35,10 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cells import CELL_KINDS
-from .errors import ModelError
-from .preprocess import CropRule
+from ..cells import CELL_KINDS
+from ..errors import ModelError
+from ..preprocess import CropRule
 
+MODEL_FILE = "model.onnx"
+SIDECAR_FILE = "model.json"
 SIDECAR_SCHEMA_VERSION = 1
 SCORES_KINDS = ("logits", "probabilities")
 
@@ -70,7 +75,9 @@ class ModelSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], path: str | os.PathLike[str] | None = None) -> ModelSpec:
+    def from_dict(
+        cls, data: dict[str, Any], path: str | os.PathLike[str] | None = None
+    ) -> ModelSpec:
         """Build a spec from a sidecar dictionary, with readable errors."""
 
         def need(mapping: dict[str, Any], key: str, where: str = "") -> Any:
@@ -159,7 +166,12 @@ class ModelSpec:
             "architecture": self.architecture,
             "classes": list(self.classes),
             "applies_to": list(self.applies_to),
-            "input": {"name": self.input_name, "size": self.input_size, "mean": self.mean, "std": self.std},
+            "input": {
+                "name": self.input_name,
+                "size": self.input_size,
+                "mean": self.mean,
+                "std": self.std,
+            },
             "crop": self.crop.to_dict(),
             "outputs": {
                 "scores": self.scores_output,
@@ -194,5 +206,7 @@ def read_sidecar(path: str | os.PathLike[str]) -> ModelSpec:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ModelError(f"model sidecar is not valid JSON (line {exc.lineno}: {exc.msg})", path) from exc
+        raise ModelError(
+            f"model sidecar is not valid JSON (line {exc.lineno}: {exc.msg})", path
+        ) from exc
     return ModelSpec.from_dict(data, path)

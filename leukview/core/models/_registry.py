@@ -1,0 +1,255 @@
+"""The installed models: the one place that lists, finds and loads them.
+
+The models folder (:func:`default_models_dir`) holds one folder per model.
+Every sub-folder holding a ``model.onnx`` or a ``model.json`` is listed, as
+a :class:`ModelEntry`; one that cannot be used (a graph without its sidecar,
+a sidecar that does not validate, a sidecar without its graph) is listed
+with its problems rather than left out, so that the GUI can show it as
+damaged and the CLI can say why it refuses it. Listing reads the sidecars
+only: the ONNX files are hashed and checked when a model is loaded
+(:meth:`~leukview.core.models.Classifier.load`), and onnxruntime is not
+imported before then.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ModelError
+from ..paths import models_dir as _paths_models_dir
+from ._spec import MODEL_FILE, SIDECAR_FILE, ModelSpec, read_sidecar
+
+if TYPE_CHECKING:  # onnxruntime is slow to import; listing models must not need it
+    from ._classifier import Classifier
+
+
+def default_models_dir() -> Path:
+    """The models folder: ``$LEUKVIEW_MODELS``, the bundle's ``models/``, or the shipped one.
+
+    See :func:`leukview.core.paths.models_dir`.
+    """
+    return _paths_models_dir()
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One folder of the models folder, its sidecar read (the ONNX graph not loaded).
+
+    Attributes
+    ----------
+    folder : Path
+        The model's folder.
+    spec : ModelSpec or None
+        The sidecar; None when it is missing or does not validate.
+    problems : tuple of str
+        Why the model cannot be loaded, for a person; empty when it can be
+        tried (:meth:`Classifier.load` still checks the graph and its sha256).
+    """
+
+    folder: Path
+    spec: ModelSpec | None
+    problems: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else "; ".join(self.problems)
+        return f"ModelEntry({self.name!r} {self.version or '-'}, {state})"
+
+    @property
+    def name(self) -> str:
+        """The folder's name: what ``--model`` and the settings store.
+
+        The sidecar's own name (``spec.name``) is usually the same, and is accepted by
+        :meth:`ModelRegistry.find` too.
+        """
+        return self.folder.name
+
+    @property
+    def version(self) -> str:
+        """The sidecar's version, '' without a readable sidecar."""
+        return self.spec.version if self.spec is not None else ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the model can be tried: a valid sidecar beside its graph."""
+        return self.spec is not None and not self.problems
+
+    def matches(self, name: str) -> bool:
+        """Whether ``name`` is this model's folder name or its sidecar's name."""
+        return name == self.name or (self.spec is not None and name == self.spec.name)
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike[str]) -> ModelEntry:
+        """Inspect one model folder (its files' presence, its sidecar)."""
+        folder = Path(folder)
+        has_graph = (folder / MODEL_FILE).is_file()
+        if not (folder / SIDECAR_FILE).is_file():
+            return cls(folder, None, (f"{MODEL_FILE} without its sidecar {SIDECAR_FILE}",))
+        try:
+            spec = read_sidecar(folder / SIDECAR_FILE)
+        except ModelError as exc:
+            return cls(folder, None, (exc.reason,))
+        if not has_graph:
+            return cls(folder, spec, (f"{MODEL_FILE} not found beside its sidecar",))
+        return cls(folder, spec)
+
+
+class ModelRegistry:
+    """The models installed in one folder.
+
+    The folder is read afresh by every call, so a model copied in (or
+    removed) while the app runs is seen at the next one.
+
+    Parameters
+    ----------
+    models_dir : path, optional
+        Defaults to :func:`default_models_dir` (resolved when the registry is made).
+
+    Attributes
+    ----------
+    root : Path
+        The models folder.
+    """
+
+    def __init__(self, models_dir: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(models_dir) if models_dir is not None else default_models_dir()
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({os.fspath(self.root)!r})"
+
+    def entries(self) -> list[ModelEntry]:
+        """Every model folder, usable or not, sorted by folder name.
+
+        Returns
+        -------
+        entries : list of ModelEntry
+            Empty when the models folder does not exist. Sub-folders with
+            neither ``model.onnx`` nor ``model.json`` are not models and are
+            not listed.
+        """
+        if not self.root.is_dir():
+            return []
+        folders = sorted(
+            (
+                p
+                for p in self.root.iterdir()
+                if p.is_dir() and ((p / SIDECAR_FILE).is_file() or (p / MODEL_FILE).is_file())
+            ),
+            key=lambda p: p.name,
+        )
+        return [ModelEntry.read(folder) for folder in folders]
+
+    def find(self, name: str) -> ModelEntry:
+        """The entry of a model, by folder name, else by sidecar name.
+
+        Raises
+        ------
+        ModelError
+            If no model has that name; the message lists those installed.
+        """
+        entries = self.entries()
+        found = next((e for e in entries if e.name == name), None)
+        if found is None:  # maybe the sidecar's name differs from its folder's
+            found = next((e for e in entries if e.matches(name)), None)
+        if found is None:
+            installed = ", ".join(e.name for e in entries) or "none"
+            raise ModelError(f"no model named '{name}' (installed: {installed})", self.root)
+        return found
+
+    def load(
+        self, names: Sequence[str] | None = None, providers: Sequence[str] | None = None
+    ) -> list[Classifier]:
+        """Load installed models.
+
+        Parameters
+        ----------
+        names : sequence of str, optional
+            Folder names (or sidecar names) to load, in this order; every
+            listed model when None.
+        providers : sequence of str, optional
+            Chosen once by :func:`~leukview.core.models.select_providers` when None.
+
+        Returns
+        -------
+        classifiers : list of Classifier
+
+        Raises
+        ------
+        ModelError
+            If a name is not installed (the message lists those that are), or
+            a model has a problem or fails to load.
+        """
+        chosen = self.entries() if names is None else [self.find(name) for name in names]
+        if not chosen:
+            return []
+        from ._runtime import select_providers
+
+        if providers is None:
+            providers = select_providers()
+        return [load_entry(entry, providers) for entry in chosen]
+
+
+def load_entry(entry: ModelEntry, providers: Sequence[str] | None = None) -> Classifier:
+    """Load one listed model.
+
+    Raises
+    ------
+    ModelError
+        The entry's first problem, or what :meth:`Classifier.load` finds.
+    """
+    if entry.problems:
+        raise ModelError(entry.problems[0], entry.folder)
+    from ._classifier import Classifier
+
+    return Classifier.load(entry.folder, providers)
+
+
+def find_models(models_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Folders of the installed models that have a sidecar, sorted by name.
+
+    Parameters
+    ----------
+    models_dir : path, optional
+        Defaults to :func:`default_models_dir`.
+
+    Returns
+    -------
+    folders : list of Path
+        Empty when the folder does not exist. For every folder, problems
+        included, see :meth:`ModelRegistry.entries`.
+    """
+    return [
+        e.folder for e in ModelRegistry(models_dir).entries() if (e.folder / SIDECAR_FILE).is_file()
+    ]
+
+
+def load_models(
+    names: Sequence[str] | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+    providers: Sequence[str] | None = None,
+) -> list[Classifier]:
+    """Load installed models: :meth:`ModelRegistry.load` of ``models_dir``.
+
+    Parameters
+    ----------
+    names : sequence of str, optional
+        Folder names (or sidecar names) to load, in this order; every
+        installed model when None.
+    models_dir : path, optional
+        Defaults to :func:`default_models_dir`.
+    providers : sequence of str, optional
+        Chosen once by :func:`~leukview.core.models.select_providers` when None.
+
+    Returns
+    -------
+    classifiers : list of Classifier
+
+    Raises
+    ------
+    ModelError
+        If a name is not installed, or a model has a problem or fails to load.
+    """
+    return ModelRegistry(models_dir).load(names, providers)
