@@ -9,7 +9,6 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,32 +17,25 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 from leukview.core.analysis import Analysis, AnalysisCancelled, analyze_image
 from leukview.core.cells import Cell
 from leukview.core.errors import LeukViewError, ModelError
-from leukview.core.models import ModelSpec, read_sidecar
+from leukview.core.models import ModelEntry, ModelRegistry, ModelSpec, load_entry
 
 
 @dataclass
 class InstalledModel:
-    """A model found in the models folder (sidecar read, ONNX not loaded)."""
+    """A model found in the models folder (sidecar read, ONNX not loaded), as the settings show it."""
 
-    folder: str
-    spec: ModelSpec | None
+    folder: str  # the folder's name: what the settings store
+    spec: ModelSpec | None  # None when the model cannot be loaded
     error: str | None = None
+
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> InstalledModel:
+        return cls(entry.name, entry.spec if entry.ok else None, "; ".join(entry.problems) or None)
 
 
 def installed_models(models_dir: str | os.PathLike[str] | None) -> list[InstalledModel]:
-    """Every folder with a ``model.json`` in the models folder, readable or not."""
-    from leukview.core.paths import models_dir as default_models_dir
-
-    root = Path(models_dir) if models_dir is not None else default_models_dir()
-    if not root.is_dir():
-        return []
-    found = []
-    for folder in sorted(p for p in root.iterdir() if (p / "model.json").is_file()):
-        try:
-            found.append(InstalledModel(folder.name, read_sidecar(folder / "model.json")))
-        except ModelError as exc:
-            found.append(InstalledModel(folder.name, None, exc.reason))
-    return found
+    """Every model folder of the models folder, usable or not (the core's model registry)."""
+    return [InstalledModel.from_entry(e) for e in ModelRegistry(models_dir).entries()]
 
 
 @dataclass
@@ -66,23 +58,22 @@ class ModelCache:
 
         A model that fails to load is left out with a notice; the others still load.
         """
-        available = [m for m in installed_models(self.models_dir) if m.spec is not None]
-        wanted = [m.folder for m in available if not names or m.folder in names or m.spec.name in names]
-        key = tuple(wanted)
+        entries = ModelRegistry(self.models_dir).entries()
+        chosen = [e for e in entries if not names or any(e.matches(name) for name in names)]
+        wanted = [e for e in chosen if e.ok]
+        key = tuple(e.name for e in wanted)
         with self._lock:
             if key == self._key:
                 return self._loaded
-            from leukview.core.models import load_models
-
             loaded = LoadedModels()
-            for model in installed_models(self.models_dir):
-                if model.spec is None and (not names or model.folder in names):
-                    loaded.notices.append(f"model '{model.folder}' skipped: {model.error}")
-            for folder in wanted:
+            for entry in chosen:
+                if not entry.ok:
+                    loaded.notices.append(f"model '{entry.name}' skipped: {'; '.join(entry.problems)}")
+            for entry in wanted:
                 try:
-                    loaded.classifiers += load_models([folder], self.models_dir)
+                    loaded.classifiers.append(load_entry(entry))
                 except ModelError as exc:
-                    loaded.notices.append(f"model '{folder}' could not be loaded: {exc.reason}")
+                    loaded.notices.append(f"model '{entry.name}' could not be loaded: {exc.reason}")
             self._key, self._loaded = key, loaded
             return loaded
 
