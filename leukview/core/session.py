@@ -6,22 +6,30 @@ crash or a full disk leaves the last saved session intact. The document is
 versioned (``schema_version``); a newer version is refused with a clear
 message instead of being misread.
 
-Example (``schema_version`` 1, abridged)::
+Example (``schema_version`` 2, abridged)::
 
     {
-      "format": "leukview-session", "schema_version": 1, "app_version": "0.1.0",
+      "format": "leukview-session", "schema_version": 2, "app_version": "0.1.0",
       "created": "2024-05-02T10:14:03+02:00", "modified": "2024-05-02T10:20:41+02:00",
       "image": {"name": "BloodImage_00214.jpg", "path": "/data/BloodImage_00214.jpg",
                 "size_bytes": 30245, "fingerprint": "<sha256 of size, head and tail>"},
       "settings": {"models": ["wbc-type"], "segmentation": {...}, "confidence_threshold": 0.7,
                    "field": null, "target": 100, "heat_mode": "off", "heat_opacity": 0.5},
-      "analysis": {<the cells.json document, reviews included>},
+      "analysis": {<the cells.json document, reviews and calibration included>},
       "cams": {"<cell id>": {"<model>": {"shape": [h, w], "box": [x0, y0, x1, y1],
                                           "data": "<base64 uint8>"}}},
-      "audit": [{"when": "...", "who": "jdoe", "action": "reclassify", "cell": 7,
-                 "before": "monocyte", "after": "lymphocyte",
-                 "model": "wbc-type", "model_version": "1.0.0", "detail": ""}]
+      "audit": [{"time": "...", "reviewer": "jdoe", "action": "reclassify", "cell": 7,
+                 "before": "monocyte", "after": "lymphocyte", "model": "wbc-type",
+                 "models": {"wbc-type": "1.0.0"}, "detail": null, "note": ""},
+                {"time": "...", "reviewer": "jdoe", "action": "set pixel size", "cell": null,
+                 "before": null, "after": null, "model": null, "models": {"wbc-type": "1.0.0"},
+                 "detail": {"pixel_size_um": 0.25, "source": "user"}, "note": ""}]
     }
+
+Version 1 (still read): ``settings`` was an untyped object that also held
+``pixel_size_um`` and a prose ``pixel_size_source`` (now the analysis's
+calibration); audit entries had ``when``, ``who``, ``model_version`` and a
+prose ``detail`` (now ``time``, ``reviewer``, ``models`` and ``note``).
 """
 
 from __future__ import annotations
@@ -35,21 +43,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from .analysis import Analysis
 from .atomic import atomic_write_text
 from .calibration import Calibration
-from .calls import DEFAULT_CONFIDENCE_THRESHOLD
+from .calls import DEFAULT_CONFIDENCE_THRESHOLD, call_cell
 from .cells import Cell, ReviewState
 from .errors import LeukViewError, SessionError
-from .export import cell_call
 
 SESSION_FORMAT = "leukview-session"
-SESSION_SCHEMA_VERSION = 1
+SESSION_SCHEMA_VERSION = 2
 SESSION_SUFFIX = ".leukview.json"
 _FINGERPRINT_CHUNK = 1 << 20
 
@@ -289,58 +297,211 @@ def image_fingerprint(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+class AuditAction(str, Enum):
+    """What an audit entry records: a closed set (a file naming another action is damaged)."""
+
+    ANALYSE = "analyse"
+    RECLASSIFY = "reclassify"
+    CONFIRM = "confirm"
+    CLEAR = "clear"
+    UNDO = "undo"
+    REDO = "redo"
+    SET_THRESHOLD = "set confidence threshold"
+    SET_CALIBRATION = "set pixel size"
+    EXPORT_CSV = "export CSV"
+    EXPORT_PNG = "export PNG"
+    EXPORT_PDF = "export PDF report"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Actions that set, confirm or clear a reviewer's label (undo and redo included).
+REVIEW_ACTIONS = frozenset(
+    {AuditAction.RECLASSIFY, AuditAction.CONFIRM, AuditAction.CLEAR, AuditAction.UNDO, AuditAction.REDO}
+)
+EXPORT_ACTIONS = frozenset({AuditAction.EXPORT_CSV, AuditAction.EXPORT_PNG, AuditAction.EXPORT_PDF})
+
+
+class ModelDetail(TypedDict):
+    name: str
+    version: str
+    provider: str
+
+
+class AnalyseDetail(TypedDict):
+    """``analyse``: how many cells were found, by which models on which provider."""
+
+    cells: int
+    models: list[ModelDetail]
+
+
+class ThresholdDetail(TypedDict):
+    """``set confidence threshold``."""
+
+    confidence_threshold: float
+
+
+class CalibrationDetail(TypedDict):
+    """``set pixel size``: the new calibration (None: unknown)."""
+
+    pixel_size_um: float | None
+    source: str | None
+
+
+class ExportDetail(TypedDict):
+    """``export CSV`` / ``export PNG`` / ``export PDF report``: the file written."""
+
+    path: str
+
+
+AuditDetail = AnalyseDetail | ThresholdDetail | CalibrationDetail | ExportDetail
+# The detail keys each action carries (and must carry, when it has a detail).
+_DETAIL_KEYS: dict[AuditAction, frozenset[str]] = {
+    AuditAction.ANALYSE: frozenset(AnalyseDetail.__annotations__),
+    AuditAction.SET_THRESHOLD: frozenset(ThresholdDetail.__annotations__),
+    AuditAction.SET_CALIBRATION: frozenset(CalibrationDetail.__annotations__),
+    **{action: frozenset(ExportDetail.__annotations__) for action in EXPORT_ACTIONS},
+}
+
+
 @dataclass
 class AuditEntry:
-    """One line of the audit log: who did what, when, to which cell, against which model."""
+    """One line of the audit log: who did what, when, to which cell, against which models.
 
-    when: str
-    who: str
-    action: str
+    Attributes
+    ----------
+    time : str
+        ISO 8601 with the UTC offset.
+    reviewer : str
+        The operating-system user who acted.
+    action : AuditAction
+    cell : int or None
+        The cell acted on (review actions).
+    before, after : str or None
+        The call before and after (review actions).
+    model : str or None
+        The model whose call the reviewer saw or replaced.
+    models : dict of str to str
+        Version of every model of the analysis at the time, by name.
+    detail : dict or None
+        The action's typed payload (:class:`AnalyseDetail`, :class:`ThresholdDetail`,
+        :class:`CalibrationDetail`, :class:`ExportDetail`); None for review actions.
+    note : str
+        Free text: what older sessions wrote as their prose ``detail``.
+    """
+
+    time: str
+    reviewer: str
+    action: AuditAction
     cell: int | None = None
     before: str | None = None
     after: str | None = None
     model: str | None = None
-    model_version: str | None = None
-    detail: str = ""
+    models: dict[str, str] = field(default_factory=dict)
+    detail: AuditDetail | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            self.action = AuditAction(self.action)
+        except ValueError as exc:
+            raise SessionError(f"unknown audit action {self.action!r}") from exc
+        if self.detail is not None:
+            if not isinstance(self.detail, Mapping):
+                raise SessionError(f"audit detail of {self.action} must be an object, got {self.detail!r}")
+            expected = _DETAIL_KEYS.get(self.action)
+            if expected is None or set(self.detail) != expected:
+                raise SessionError(f"audit detail of {self.action} has keys {sorted(self.detail)}")
+
+    # -- the names of schema 1, still read by older code
+    @property
+    def when(self) -> str:
+        return self.time
+
+    @property
+    def who(self) -> str:
+        return self.reviewer
+
+    @property
+    def model_version(self) -> str | None:
+        """The version of :attr:`model`."""
+        return None if self.model is None else self.models.get(self.model)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "when": self.when,
-            "who": self.who,
-            "action": self.action,
+            "time": self.time,
+            "reviewer": self.reviewer,
+            "action": self.action.value,
             "cell": self.cell,
             "before": self.before,
             "after": self.after,
             "model": self.model,
-            "model_version": self.model_version,
-            "detail": self.detail,
+            "models": dict(self.models),
+            "detail": None if self.detail is None else dict(self.detail),
+            "note": self.note,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AuditEntry:
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEntry:
+        """Read :meth:`to_dict`, or a schema-1 entry (``when``, ``who``, ``model_version``, prose ``detail``)."""
+        if not isinstance(data, Mapping):
+            raise SessionError(f"an audit entry must be an object, got {data!r}")
         cell = data.get("cell")
+        detail = data.get("detail")
+        note = str(data.get("note") or "")
+        if isinstance(detail, str):  # schema 1: prose
+            note, detail = "; ".join(t for t in (note, detail) if t), None
+        models = data.get("models")
+        model = data.get("model")
+        if models is None:  # schema 1 knew the version of the deciding model only
+            version = data.get("model_version")
+            models = {str(model): str(version)} if model and version is not None else {}
+        if not isinstance(models, Mapping):
+            raise SessionError(f"audit models must be an object, got {models!r}")
         return cls(
-            when=str(data["when"]),
-            who=str(data["who"]),
-            action=str(data["action"]),
+            time=str(data["time"] if "time" in data else data["when"]),
+            reviewer=str(data["reviewer"] if "reviewer" in data else data["who"]),
+            action=data["action"],
             cell=None if cell is None else int(cell),
-            before=data.get("before"),
-            after=data.get("after"),
-            model=data.get("model"),
-            model_version=data.get("model_version"),
-            detail=str(data.get("detail", "")),
+            before=_optional_text(data.get("before")),
+            after=_optional_text(data.get("after")),
+            model=_optional_text(model),
+            models={str(k): str(v) for k, v in models.items()},
+            detail=detail or None,
+            note=note,
         )
 
     def describe(self) -> str:
-        """One human line, e.g. ``cell 7: monocyte -> lymphocyte (wbc-type 1.0.0)``."""
-        text = self.action if self.cell is None else f"{self.action} cell {self.cell}"
+        """One human line, e.g. ``reclassify cell 7: monocyte -> lymphocyte (wbc-type 1.0.0)``."""
+        text = self.action.value if self.cell is None else f"{self.action.value} cell {self.cell}"
         if self.before is not None or self.after is not None:
             text += f": {self.before or '—'} -> {self.after or '—'}"
         if self.model:
             text += f" ({self.model} {self.model_version or ''})".rstrip()
-        if self.detail:
-            text += f"; {self.detail}"
+        detail = self._detail_text()
+        if detail:
+            text += f": {detail}" if self.cell is None and self.before is None and self.after is None else f"; {detail}"
+        if self.note:
+            text += f"; {self.note}"
         return text
+
+    def _detail_text(self) -> str:
+        d: Mapping[str, Any] = self.detail or {}
+        if not d:
+            return ""
+        if self.action is AuditAction.ANALYSE:
+            runs = ", ".join(f"{m['name']} {m['version']} on {m['provider']}" for m in d["models"]) or "no model"
+            return f"{d['cells']} cells; {runs}"
+        if self.action is AuditAction.SET_THRESHOLD:
+            return f"{d['confidence_threshold']:.2f}"
+        if self.action is AuditAction.SET_CALIBRATION:
+            return Calibration(d["pixel_size_um"], d["source"]).describe()
+        return str(d.get("path", ""))
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass
@@ -393,8 +554,11 @@ class Session:
                 session.size_bytes = Path(image_path).stat().st_size
             except (SessionError, OSError):
                 pass  # an image that vanished can still be reviewed from memory
-        models = ", ".join(f"{m.name} {m.version} on {m.provider}" for m in analysis.models) or "no model"
-        session.log("analyse", detail=f"{len(analysis.cells)} cells; {models}", who=who)
+        detail: AnalyseDetail = {
+            "cells": len(analysis.cells),
+            "models": [{"name": m.name, "version": m.version, "provider": m.provider} for m in analysis.models],
+        }
+        session.log(AuditAction.ANALYSE, detail=detail, who=who)
         return session
 
     def cell(self, cell_id: int) -> Cell:
@@ -406,30 +570,31 @@ class Session:
 
     def log(
         self,
-        action: str,
+        action: AuditAction | str,
         *,
         cell: int | None = None,
         before: str | None = None,
         after: str | None = None,
         model: str | None = None,
-        detail: str = "",
+        detail: AuditDetail | None = None,
+        note: str = "",
         who: str | None = None,
     ) -> AuditEntry:
-        """Append an entry to the audit log; ``model_version`` is looked up from the analysis."""
-        version = next((m.version for m in self.analysis.models if m.name == model), None)
+        """Append an entry to the audit log, with the versions of the analysis's models."""
         entry = AuditEntry(
-            when=now_iso(),
-            who=who or current_user(),
-            action=action,
+            time=now_iso(),
+            reviewer=who or current_user(),
+            action=action,  # type: ignore[arg-type]  # checked by AuditEntry
             cell=cell,
             before=before,
             after=after,
             model=model,
-            model_version=version,
+            models={m.name: m.version for m in self.analysis.models},
             detail=detail,
+            note=note,
         )
         self.audit.append(entry)
-        self.modified = entry.when
+        self.modified = entry.time
         return entry
 
     def set_review(
@@ -437,9 +602,8 @@ class Session:
         cell_id: int,
         label: str | None,
         *,
-        action: str = "reclassify",
+        action: AuditAction | str = AuditAction.RECLASSIFY,
         who: str | None = None,
-        detail: str = "",
     ) -> tuple[ReviewState, AuditEntry]:
         """Give a cell the reviewer's label (None clears it) and log it.
 
@@ -453,19 +617,21 @@ class Session:
         """
         cell = self.cell(cell_id)
         previous = ReviewState(cell.review.label, cell.review.reviewer, cell.review.time)
-        call = cell_call(cell, self.analysis.models)
+        call = call_cell(cell, self.analysis.models)
         who = who or current_user()
         cell.review = ReviewState(label=label, reviewer=who if label else None, time=now_iso() if label else None)
         model = call.model or _deciding_model(cell, self.analysis)
-        entry = self.log(action, cell=cell_id, before=call.label, after=label, model=model, detail=detail, who=who)
+        entry = self.log(action, cell=cell_id, before=call.label, after=label, model=model, who=who)
         return previous, entry
 
-    def restore_review(self, cell_id: int, state: ReviewState, *, action: str, who: str | None = None) -> AuditEntry:
+    def restore_review(
+        self, cell_id: int, state: ReviewState, *, action: AuditAction | str, who: str | None = None
+    ) -> AuditEntry:
         """Put back an earlier review state (undo / redo) and log it as ``action``."""
         cell = self.cell(cell_id)
-        before = cell_call(cell, self.analysis.models).label
+        before = call_cell(cell, self.analysis.models).label
         cell.review = ReviewState(state.label, state.reviewer, state.time)
-        after = cell_call(cell, self.analysis.models).label
+        after = call_cell(cell, self.analysis.models).label
         return self.log(
             action, cell=cell_id, before=before, after=after, model=_deciding_model(cell, self.analysis), who=who
         )
@@ -502,7 +668,7 @@ class Session:
         if not isinstance(version, int) or version > SESSION_SCHEMA_VERSION or version < 1:
             raise SessionError(
                 f"session schema_version {version!r} is not supported by this LeukView "
-                f"(it reads version {SESSION_SCHEMA_VERSION}); update LeukView",
+                f"(it reads versions 1 to {SESSION_SCHEMA_VERSION}); update LeukView",
                 path,
             )
         try:
@@ -548,7 +714,7 @@ class Session:
 
 def _deciding_model(cell: Cell, analysis: Analysis) -> str | None:
     # the model whose call a reviewer label replaced
-    return cell_call(cell, analysis.models, use_review=False).model
+    return call_cell(cell, analysis.models, use_review=False).model
 
 
 def encode_cams(cells: list[Cell]) -> dict[str, dict[str, dict[str, Any]]]:

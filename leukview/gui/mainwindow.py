@@ -56,6 +56,7 @@ from leukview.core.export import (
 )
 from leukview.core.preprocess import CropRule, crop_box
 from leukview.core.session import (
+    AuditAction,
     Session,
     SessionSettings,
     current_user,
@@ -1227,7 +1228,7 @@ class MainWindow(QMainWindow):
             self.review.model.threshold = threshold
             self.review.resort()
             self.session.settings.confidence_threshold = threshold
-            self.session.log("set confidence threshold", detail=f"{threshold:.2f}")
+            self.session.log(AuditAction.SET_THRESHOLD, detail={"confidence_threshold": threshold})
             self._refresh_audit()
             self._mark_dirty()
         if changed.get("models"):
@@ -1282,7 +1283,10 @@ class MainWindow(QMainWindow):
         self.pixel_size_source = source if value else ""
         if self.session is not None:
             self.session.analysis.pixel_size_um = value
-            self.session.log("set pixel size", detail=f"{value:.4g} µm/px, {source}" if value else "unknown")
+            cal = self.session.analysis.calibration
+            self.session.log(
+                AuditAction.SET_CALIBRATION, detail={"pixel_size_um": cal.pixel_size_um, "source": cal.source}
+            )
             self._refresh_audit()
             self._mark_dirty()
         self._apply_pixel_size()
@@ -1478,7 +1482,7 @@ class MainWindow(QMainWindow):
 
     def _log_export(self, action: str, path: Path) -> None:
         if self.session is not None:
-            self.session.log(action, detail=str(path))
+            self.session.log(action, detail={"path": str(path)})
             self._refresh_audit()
             self._mark_dirty()
         self.statusBar().showMessage(f"Written {path}", 6000)

@@ -15,6 +15,8 @@ from leukview.core.analysis import Analysis, ModelRun
 from leukview.core.cells import Cell, Prediction, ReviewState
 from leukview.core.errors import SessionError
 from leukview.core.session import (
+    AuditAction,
+    AuditEntry,
     Session,
     SessionSettings,
     current_user,
@@ -82,12 +84,16 @@ def test_corrections_are_audited_and_survive_a_round_trip(image: Path):
 
     path = save_session(session, session_path(image))
     document = json.loads(path.read_text(encoding="utf-8"))
-    assert document["format"] == "leukview-session" and document["schema_version"] == 1
+    assert document["format"] == "leukview-session" and document["schema_version"] == 2
     assert document["image"]["name"] == image.name
 
     restored = load_session(path)
     assert [e.action for e in restored.audit] == ["analyse", "reclassify", "confirm", "undo"]
-    assert restored.audit[0].who == "tester" and "wbc-type 1.2.0" in restored.audit[0].detail
+    assert restored.audit[0].reviewer == "tester" and restored.audit[0].detail == {
+        "cells": 3,
+        "models": [{"name": "wbc-type", "version": "1.2.0", "provider": "CPUExecutionProvider"}],
+    }
+    assert restored.audit[0].describe() == "analyse: 3 cells; wbc-type 1.2.0 on CPUExecutionProvider"
     assert restored.cell(2).review.label == "neutrophil"
     assert restored.cell(1).review.label is None
     assert [len(c.contour) for c in restored.analysis.cells] == [4, 4, 0]
@@ -233,3 +239,45 @@ def test_bad_settings_are_a_damaged_session_not_a_crash(image: Path, settings: o
     with pytest.raises(SessionError, match=reason) as info:
         load_session(path)
     assert "damaged session" in str(info.value)
+
+
+def test_audit_entries_are_structured_and_read_as_text(image: Path):
+    session = Session.new(make_analysis(), image, who="tester")
+    _, entry = session.set_review(1, "lymphocyte", who="jdoe")
+    assert entry.action is AuditAction.RECLASSIFY and entry.action == "reclassify"
+    assert entry.models == {"wbc-type": "1.2.0"} and entry.model_version == "1.2.0"
+    assert entry.describe() == "reclassify cell 1: monocyte -> lymphocyte (wbc-type 1.2.0)"
+    cal = session.log(AuditAction.SET_CALIBRATION, detail={"pixel_size_um": 0.25, "source": "user"})
+    assert cal.describe() == "set pixel size: 0.25 µm/px (set by the user)"
+    unknown = session.log(AuditAction.SET_CALIBRATION, detail={"pixel_size_um": None, "source": None})
+    assert unknown.describe() == "set pixel size: pixel size unknown"
+    threshold = session.log(AuditAction.SET_THRESHOLD, detail={"confidence_threshold": 0.85})
+    assert threshold.describe() == "set confidence threshold: 0.85"
+    export = session.log(AuditAction.EXPORT_CSV, detail={"path": "/tmp/x.csv"})
+    assert export.describe() == "export CSV: /tmp/x.csv"
+    restored = load_session(save_session(session, session_path(image)))
+    assert [e.to_dict() for e in restored.audit] == [e.to_dict() for e in session.audit]
+    assert restored.audit[2].detail == {"pixel_size_um": 0.25, "source": "user"}
+    # the set of actions is closed, and each action's payload has its own keys
+    with pytest.raises(SessionError, match="unknown audit action"):
+        session.log("rename cell")
+    with pytest.raises(SessionError, match="keys"):
+        session.log(AuditAction.EXPORT_PDF, detail={"pixel_size_um": 1.0, "source": "user"})  # type: ignore[arg-type]
+
+
+def test_schema_1_audit_entries_with_prose_still_load():
+    old = {
+        "when": "2024-05-02T10:14:03+02:00", "who": "jdoe", "action": "set pixel size", "cell": None,
+        "before": None, "after": None, "model": None, "model_version": None,
+        "detail": "0.25 µm/px, set by the user",
+    }  # fmt: skip
+    entry = AuditEntry.from_dict(old)
+    assert (entry.time, entry.reviewer, entry.when, entry.who) == (old["when"], "jdoe", old["when"], "jdoe")
+    assert entry.action is AuditAction.SET_CALIBRATION and entry.detail is None
+    assert entry.describe() == "set pixel size; 0.25 µm/px, set by the user"
+    review = AuditEntry.from_dict(
+        {"when": "t", "who": "jdoe", "action": "reclassify", "cell": 7, "before": "monocyte",
+         "after": "lymphocyte", "model": "wbc-type", "model_version": "1.0.0", "detail": ""}
+    )  # fmt: skip
+    assert review.models == {"wbc-type": "1.0.0"} and review.note == ""
+    assert review.describe() == "reclassify cell 7: monocyte -> lymphocyte (wbc-type 1.0.0)"
