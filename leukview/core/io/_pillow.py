@@ -190,7 +190,8 @@ def _pillow_raw(im: Image.Image, file: Path) -> tuple[np.ndarray, Layout]:
     if mode == "1":
         im, mode = im.convert("L"), "L"
     elif mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in im.info or im.palette.mode == "RGBA"
+        palette_mode = im.palette.mode if im.palette is not None else None
+        has_alpha = mode == "PA" or "transparency" in im.info or palette_mode == "RGBA"
         mode = "RGBA" if has_alpha else "RGB"
         im = im.convert(mode)
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):

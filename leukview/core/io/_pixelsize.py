@@ -136,7 +136,8 @@ def _imagej_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
 def _svs_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
     if not tif.is_svs:
         return None
-    mpp = tifffile.svs_description_metadata(key.description).get("MPP")
+    # Not exported at the package's top level in current tifffile releases.
+    mpp = tifffile.tifffile.svs_description_metadata(key.description).get("MPP")
     return _positive(float(mpp)) if mpp is not None else None
 
 

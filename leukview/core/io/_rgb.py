@@ -77,8 +77,8 @@ def white_level(color: np.ndarray, layout: Layout) -> float:
             bits += 1
         return float((1 << bits) - 1)
     if dtype.kind == "f":
-        peak = float(np.nanmax(color)) if color.size else 0.0
-        return 1.0 if not math.isfinite(peak) or peak <= 1.0 else peak
+        fpeak = float(np.nanmax(color)) if color.size else 0.0
+        return 1.0 if not math.isfinite(fpeak) or fpeak <= 1.0 else fpeak
     raise ValueError(f"samples of type {dtype} cannot be shown")
 
 
@@ -119,6 +119,7 @@ def _alpha_white(dtype: np.dtype, bits: int) -> float:
 def _band_to_rgb8(raw: np.ndarray, layout: Layout, white: float) -> np.ndarray:
     if layout.kind == "palette":
         cmap = layout.colormap
+        assert cmap is not None  # a palette layout always carries its map
         rgb = cmap[np.clip(raw[..., 0], 0, len(cmap) - 1).astype(np.intp)]
     else:
         rgb = _scale_to_uint8(raw[..., : layout.ncolor], white)

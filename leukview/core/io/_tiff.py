@@ -64,7 +64,7 @@ def first_series(file: Path, tif: tifffile.TiffFile) -> tifffile.TiffPageSeries:
 
 def level_planes(file: Path, level: tifffile.TiffPageSeries) -> list:
     """The pages that make one 2-D image of a level: the first plane, or C = 3 planes as RGB."""
-    pages = list(level.pages)
+    pages: list = list(level.pages)  # pages and frames, typed loosely as elsewhere here
     if not pages or pages[0] is None:
         raise ImageReadError("the TIFF image has no pixel data", file)
     if len(pages) == 1:

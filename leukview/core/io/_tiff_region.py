@@ -122,7 +122,8 @@ def tiff_read_region(
         )
     planes = level_planes(file, levels[level])
     key = planes[0].keyframe
-    if tiff_orientation(key) != 1:
+    # Level 0's tag counts for every level (as in image_info): reduced levels often lack it.
+    if tiff_orientation(key) != 1 or tiff_orientation(levels[0].keyframe) != 1:
         # Rare for slides: orient the whole level (bounded by the limit), then crop.
         if level != 0:
             raise ImageReadError(
