@@ -1,0 +1,106 @@
+"""TIFF through tifffile: grey, RGB, palette, planar, alpha, OME channel planes, orientation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from leukview.core.io import image_info, read_image, read_region
+
+RNG = np.random.default_rng(13)
+
+
+def test_grey_miniswhite_palette_and_planar_tiffs(tmp_path, rgb):
+    grey = rgb[..., 1]
+    tifffile.imwrite(tmp_path / "g.tif", grey, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "w.tif", grey, photometric="miniswhite")
+    assert np.array_equal(read_image(tmp_path / "g.tif")[..., 0], grey)
+    assert np.array_equal(read_image(tmp_path / "w.tif")[..., 0], 255 - grey)
+
+    index = (grey % 3).astype(np.uint8)
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[:, :3] = [[65535, 0, 0], [0, 65535, 32896], [0, 0, 0]]
+    tifffile.imwrite(tmp_path / "p.tif", index, photometric="palette", colormap=cmap)
+    expected = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 0]], np.uint8)[index]
+    assert np.array_equal(read_image(tmp_path / "p.tif"), expected)
+
+    planar = np.moveaxis(rgb, -1, 0).copy()
+    tifffile.imwrite(tmp_path / "s.tif", planar, photometric="rgb", planarconfig="separate")
+    assert np.array_equal(read_image(tmp_path / "s.tif"), rgb)
+    assert np.array_equal(read_region(tmp_path / "s.tif", 7, 3, 30, 20), rgb[3:23, 7:37])
+
+
+def test_rgba_tiff_unassociated_and_premultiplied_alpha_on_white(tmp_path, rgb):
+    alpha = np.zeros((40, 50), np.uint8)
+    alpha[20:] = 255
+    tifffile.imwrite(
+        tmp_path / "u.tif", np.dstack([rgb, alpha]), photometric="rgb", extrasamples=["unassalpha"]
+    )
+    img = read_image(tmp_path / "u.tif")
+    assert (img[:20] == 255).all() and np.array_equal(img[20:], rgb[20:])
+    # Premultiplied, half alpha: the colour is stored already halved.
+    half = np.full((4, 4, 4), 128, np.uint8)
+    half[..., :3] = 50
+    tifffile.imwrite(tmp_path / "a.tif", half, photometric="rgb", extrasamples=["assocalpha"])
+    assert (read_image(tmp_path / "a.tif") == round(50 + 255 * (1 - 128 / 255))).all()
+
+
+def test_ome_three_channel_planes_become_rgb(tmp_path, rgb):
+    tifffile.imwrite(
+        tmp_path / "c.ome.tif",
+        np.moveaxis(rgb, -1, 0).copy(),
+        ome=True,
+        photometric="minisblack",
+        metadata={"axes": "CYX"},
+    )
+    assert np.array_equal(read_image(tmp_path / "c.ome.tif"), rgb)
+    assert np.array_equal(read_region(tmp_path / "c.ome.tif", 10, 5, 8, 9), rgb[5:14, 10:18])
+
+
+def test_a_stack_gives_its_first_plane(tmp_path):
+    stack = RNG.integers(0, 256, (3, 20, 30), dtype=np.uint8)  # e.g. three focus planes
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    img = read_image(tmp_path / "z.tif")
+    assert img.shape == (20, 30, 3)
+    assert np.array_equal(img[..., 0], stack[0])
+
+
+def test_tiff_orientation_tag_is_applied(tmp_path, rgb):
+    tifffile.imwrite(tmp_path / "o.tif", rgb, photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    img = read_image(tmp_path / "o.tif")
+    assert np.array_equal(img, np.rot90(rgb, -1))
+    assert (image_info(tmp_path / "o.tif").width, image_info(tmp_path / "o.tif").height) == (40, 50)
+    assert np.array_equal(read_region(tmp_path / "o.tif", 2, 3, 10, 12), img[3:15, 2:12])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"photometric": "separated"}, ("unsupported sample layout", "SEPARATED")),
+        ({"photometric": "minisblack", "planarconfig": "contig"}, ("unsupported sample layout",)),
+    ],
+)
+def test_tiff_with_unsupported_sample_layout(tmp_path, expect_error, kwargs, words):
+    data = RNG.integers(0, 256, (10, 10, 4 if kwargs["photometric"] == "separated" else 3))
+    tifffile.imwrite(tmp_path / "x.tif", data.astype(np.uint8), **kwargs)
+    expect_error(tmp_path / "x.tif", *words)
+    expect_error(tmp_path / "x.tif", *words, call=lambda p: read_region(p, 0, 0, 4, 4))
+
+
+def test_truncated_tiled_tiff(tmp_path, expect_error):
+    data = RNG.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "t.tif", data, tile=(64, 64), photometric="rgb", compression="zlib")
+    raw = (tmp_path / "t.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(raw[: len(raw) // 2])
+    expect_error(tmp_path / "cut.tif", "truncated")
+    expect_error(tmp_path / "cut.tif", "truncated", call=lambda p: read_region(p, 200, 200, 50, 50))
+
+
+def test_damaged_tiff_structure(tmp_path, rgb, expect_error):
+    tifffile.imwrite(tmp_path / "ok.tif", rgb, photometric="rgb")
+    raw = bytearray((tmp_path / "ok.tif").read_bytes())
+    raw[4:8] = (len(raw) + 1000).to_bytes(4, "little")  # first IFD beyond the end of the file
+    (tmp_path / "bad.tif").write_bytes(bytes(raw))
+    expect_error(tmp_path / "bad.tif", "TIFF", "no image")
+    expect_error(tmp_path / "bad.tif", "TIFF", "no image", call=image_info)
