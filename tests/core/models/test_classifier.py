@@ -1,14 +1,11 @@
-"""Model loading, validation, inference and CAMs, with tiny ONNX models on real BCCD cells."""
+"""Model loading, validation, inference and CAMs: tiny ONNX models on the cells of a bundled field."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -22,66 +19,17 @@ from onnx_factory import (
     write_sidecar,
 )
 
-from leukview.core.cells import Cell
 from leukview.core.errors import ModelError
 from leukview.core.explain import (
     class_activation_map,
     feature_activation_map,
     raw_class_activation_maps,
 )
-from leukview.core.models import (
-    CPU,
-    Classifier,
-    _runtime,
-    cam_is_exact,
-    find_models,
-    load_models,
-    physical_cores,
-    select_providers,
-    softmax,
-)
+from leukview.core.models import CPU, Classifier, cam_is_exact, softmax
 from leukview.core.preprocess import crop_box, preprocess_cells
 from leukview.core.progress import AnalysisCancelled
 
 CLASSES = ["lymphocyte", "monocyte", "neutrophil"]
-KINDS = {"WBC": "wbc", "RBC": "rbc", "Platelets": "platelet"}
-FIELD = "BloodImage_00003"
-
-
-def voc_cells(xml_path: Path) -> list[Cell]:
-    """Cells from a Pascal-VOC annotation: the box, and the ellipse inscribed in it as contour."""
-    cells = []
-    for index, obj in enumerate(ET.parse(xml_path).getroot().iter("object"), start=1):
-        box = obj.find("bndbox")
-        x0, y0, x1, y1 = (int(float(box.find(k).text)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        centre = ((x0 + x1) // 2, (y0 + y1) // 2)
-        axes = (max((x1 - x0) // 2, 1), max((y1 - y0) // 2, 1))
-        contour = cv2.ellipse2Poly(centre, axes, 0, 0, 360, 10).astype(np.int32)
-        cells.append(
-            Cell(
-                id=index,
-                kind=KINDS[obj.find("name").text.strip()],
-                contour=contour,
-                bbox=(x0, y0, x1, y1),
-                centroid=((x0 + x1) / 2.0, (y0 + y1) / 2.0),
-            )
-        )
-    return cells
-
-
-@pytest.fixture(scope="module")
-def field(data_dir: Path) -> tuple[np.ndarray, list[Cell]]:
-    """A real BCCD field and its annotated cells (white, red, platelets)."""
-    bgr = cv2.imread(str(data_dir / "bccd" / "JPEGImages" / f"{FIELD}.jpg"), cv2.IMREAD_COLOR)
-    assert bgr is not None
-    cells = voc_cells(data_dir / "bccd" / "Annotations" / f"{FIELD}.xml")
-    assert len(cells) >= 8
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), cells
-
-
-@pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    return make_tiny_classifier(tmp_path / "tiny", CLASSES)
 
 
 def edit_sidecar(folder: Path, **changes: object) -> None:
@@ -104,13 +52,6 @@ def test_load_reports_spec_provider_and_path(tiny: Path) -> None:
     assert model.cam_exact is True
     # a path to either file of the model is accepted too
     assert Classifier.load(tiny / "model.onnx").spec.name == "tiny"
-
-
-def test_session_uses_physical_cores(tiny: Path) -> None:
-    options = Classifier.load(tiny).session.get_session_options()
-    assert options.intra_op_num_threads == physical_cores()
-    assert options.inter_op_num_threads == 1
-    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
 def test_changed_model_file_does_not_match_sidecar(tiny: Path) -> None:
@@ -403,70 +344,3 @@ def test_cancel_between_batches(tiny: Path, field) -> None:
 def test_softmax_rows() -> None:
     scores = np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]])
     np.testing.assert_allclose(softmax(scores), [[0.5, 0.5], [0.25, 0.75]], rtol=1e-6)
-
-
-# --- providers and threads --------------------------------------------------
-
-
-@pytest.mark.skipif(
-    "CUDAExecutionProvider" in ort.get_available_providers(), reason="this machine may have a GPU"
-)
-def test_providers_on_a_cpu_machine(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("LEUKVIEW_PROVIDER", raising=False)
-    assert select_providers() == [CPU]
-    assert select_providers(prefer_gpu=False) == [CPU]
-    assert _runtime.cuda_works() is False
-    monkeypatch.setenv("LEUKVIEW_PROVIDER", "cuda")
-    with caplog.at_level(logging.WARNING, logger="leukview.core.models._runtime"):
-        assert select_providers(prefer_gpu=False) == [CPU]
-    assert "CUDA does not work" in caplog.text
-
-
-def test_provider_override_to_cpu(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("LEUKVIEW_PROVIDER", "CPU")
-    assert select_providers(prefer_gpu=True) == [CPU]
-    monkeypatch.setenv("LEUKVIEW_PROVIDER", "tpu")
-    with caplog.at_level(logging.WARNING, logger="leukview.core.models._runtime"):
-        select_providers()
-    assert "ignoring LEUKVIEW_PROVIDER='tpu'" in caplog.text
-
-
-def test_physical_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    physical_cores.cache_clear()
-    monkeypatch.delenv("LEUKVIEW_THREADS", raising=False)
-    try:
-        cores = physical_cores()
-        allowed = (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        )
-        assert 1 <= cores <= allowed
-        physical_cores.cache_clear()
-        monkeypatch.setenv("LEUKVIEW_THREADS", "3")
-        assert physical_cores() == 3
-    finally:
-        physical_cores.cache_clear()
-
-
-# --- installed models -------------------------------------------------------
-
-
-def test_find_and_load_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = tmp_path / "models"
-    make_tiny_classifier(root / "zeta", CLASSES)
-    make_tiny_classifier(root / "alpha", ["blast", "normal"], name="all-blast", seed=3)
-    (root / "notes").mkdir()
-    (root / "README.txt").write_text("not a model")
-    assert [p.name for p in find_models(root)] == ["alpha", "zeta"]
-    assert find_models(tmp_path / "absent") == []
-    monkeypatch.setenv("LEUKVIEW_MODELS", str(root))
-    assert [p.name for p in find_models()] == ["alpha", "zeta"]
-
-    assert [m.spec.name for m in load_models()] == ["all-blast", "zeta"]
-    assert [m.spec.name for m in load_models(["zeta", "alpha"], root)] == ["zeta", "all-blast"]
-    assert [m.path.name for m in load_models(["all-blast"], root)] == ["alpha"]  # by sidecar name
-    with pytest.raises(ModelError, match=r"no model named 'wbc-type' \(installed: alpha, zeta\)"):
-        load_models(["wbc-type"], root)
