@@ -30,8 +30,8 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         from leukview.core.io import read_image
     except ImportError:  # the app's reader is optional here
-        read_image = None
-    if read_image is not None:
+        pass
+    else:
         return read_image(path)
     from PIL import Image
 

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,14 @@ def grouped_split(
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    labels = np.asarray(labels, dtype=str)
-    groups = np.asarray(groups, dtype=str)
-    if len(labels) != len(groups):
+    label_of = np.asarray(labels, dtype=str)
+    group_of = np.asarray(groups, dtype=str)
+    if len(label_of) != len(group_of):
         raise ValueError("labels and groups differ in length")
-    names = np.unique(groups)
+    names = np.unique(group_of)
     group_label = {}
     for g in names:
-        values, counts = np.unique(labels[groups == g], return_counts=True)
+        values, counts = np.unique(label_of[group_of == g], return_counts=True)
         group_label[g] = values[np.argmax(counts)]
     glabels = np.array([group_label[g] for g in names])
 
@@ -69,7 +69,7 @@ def grouped_split(
     return split
 
 
-def assert_disjoint(split: dict[str, Sequence[str]]) -> None:
+def assert_disjoint(split: Mapping[str, Sequence[str]]) -> None:
     """Raise DataError when a group is on two sides of a split."""
     parts = list(split)
     for i, a in enumerate(parts):
@@ -81,25 +81,25 @@ def assert_disjoint(split: dict[str, Sequence[str]]) -> None:
                 )
 
 
-def split_indices(groups: Sequence[str], split: dict[str, Sequence[str]]) -> dict[str, np.ndarray]:
+def split_indices(groups: Sequence[str], split: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray]:
     """Sample indices of each part of a split (samples whose group is in no part are left out)."""
-    groups = np.asarray(groups, dtype=str)
-    return {part: np.flatnonzero(np.isin(groups, list(names))) for part, names in split.items()}
+    group_of = np.asarray(groups, dtype=str)
+    return {part: np.flatnonzero(np.isin(group_of, list(names))) for part, names in split.items()}
 
 
 def save_split(
-    path: str | os.PathLike[str], split: dict[str, Sequence[str]], labels: Sequence[str],
+    path: str | os.PathLike[str], split: Mapping[str, Sequence[str]], labels: Sequence[str],
     groups: Sequence[str], seed: int, note: str = "",
 ) -> dict[str, Any]:
     """Write a split and its per-class counts as JSON; returns the document."""
     assert_disjoint(split)
-    labels = np.asarray(labels, dtype=str)
+    label_of = np.asarray(labels, dtype=str)
     index = split_indices(groups, split)
     doc = {
         "seed": seed,
         "note": note,
         "groups": {k: list(v) for k, v in split.items()},
-        "counts": {k: dict(Counter(labels[i].tolist())) for k, i in index.items()},
+        "counts": {k: dict(Counter(label_of[i].tolist())) for k, i in index.items()},
         "n_groups": {k: len(v) for k, v in split.items()},
         "overlap": 0,
     }
