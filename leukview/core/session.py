@@ -62,6 +62,31 @@ SESSION_SUFFIX = ".leukview.json"
 _FINGERPRINT_CHUNK = 1 << 20
 
 
+class SessionNotFound(SessionError):
+    """There is no session file."""
+
+
+class SessionUnreadable(SessionError):
+    """The file exists but cannot be read (permission, I/O error): it must be kept as it is."""
+
+
+class SessionNewerVersion(SessionError):
+    """A newer LeukView wrote the file: it must be kept for that version, not overwritten."""
+
+
+class SessionDamaged(SessionError):
+    """The file is not a readable session (not JSON, not a session, damaged content)."""
+
+
+class ImageMatch(Enum):
+    """Whether a session belongs to the image it is opened with (:meth:`Session.check_image`)."""
+
+    SAME = "same"
+    CHANGED = "changed"  # same size, different file content: the review still fits the pixels' grid
+    OTHER_SIZE = "other size"  # another image: the cells would not fit
+    UNREADABLE = "unreadable"  # the image could not be read to compare
+
+
 HEAT_MODES = ("off", "selected", "all")
 #: The differential's target counts offered (a 100- or 200-cell differential).
 MIN_TARGET, MAX_TARGET = 1, 100_000
@@ -655,22 +680,34 @@ class Session:
                 "fingerprint": self.fingerprint,
             },
             "settings": self.settings.to_dict(),
-            "analysis": self.analysis.to_dict(),
+            # the cells' flags follow the session's threshold, the one the reviewer saw
+            "analysis": self.analysis.to_dict(self.settings.confidence_threshold),
             "cams": encode_cams(self.analysis.cells),
             "audit": [e.to_dict() for e in self.audit],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: str | os.PathLike[str] | None = None) -> Session:
+        """Read :meth:`to_dict` (schema 1 or 2).
+
+        Raises
+        ------
+        SessionNewerVersion
+            A newer schema version.
+        SessionDamaged
+            Not a session, or content of the wrong type.
+        """
         if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
-            raise SessionError("not a LeukView session file", path)
+            raise SessionDamaged("not a LeukView session file", path)
         version = data.get("schema_version")
-        if not isinstance(version, int) or version > SESSION_SCHEMA_VERSION or version < 1:
-            raise SessionError(
+        if isinstance(version, int) and not isinstance(version, bool) and version > SESSION_SCHEMA_VERSION:
+            raise SessionNewerVersion(
                 f"session schema_version {version!r} is not supported by this LeukView "
                 f"(it reads versions 1 to {SESSION_SCHEMA_VERSION}); update LeukView",
                 path,
             )
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise SessionDamaged(f"session schema_version {version!r} is not a version", path)
         try:
             analysis = Analysis.from_dict(data["analysis"])
             decode_cams(analysis.cells, data.get("cams") or {})
@@ -692,24 +729,29 @@ class Session:
                 app_version=str(data.get("app_version", "")),
             )
         except LeukViewError as exc:
-            raise SessionError(f"damaged session: {exc.reason}", path) from exc
+            raise SessionDamaged(f"damaged session: {exc.reason}", path) from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise SessionError(f"damaged session ({type(exc).__name__}: {exc})", path) from exc
+            raise SessionDamaged(f"damaged session ({type(exc).__name__}: {exc})", path) from exc
 
-    def matches_image(self, image_path: str | os.PathLike[str], width: int, height: int) -> str | None:
-        """None when this session belongs to the image, else the reason it does not."""
+    def check_image(self, image_path: str | os.PathLike[str], width: int, height: int) -> tuple[ImageMatch, str]:
+        """Whether this session belongs to the image, and if not, why (a sentence)."""
         if (self.analysis.width, self.analysis.height) != (width, height):
-            return (
+            return ImageMatch.OTHER_SIZE, (
                 f"the session was made for a {self.analysis.width}x{self.analysis.height} image, "
                 f"this one is {width}x{height}"
             )
         if self.fingerprint:
             try:
                 if image_fingerprint(image_path) != self.fingerprint:
-                    return "the image file has changed since the session was saved"
+                    return ImageMatch.CHANGED, "the image file has changed since the session was saved"
             except SessionError as exc:
-                return exc.reason
-        return None
+                return ImageMatch.UNREADABLE, exc.reason
+        return ImageMatch.SAME, ""
+
+    def matches_image(self, image_path: str | os.PathLike[str], width: int, height: int) -> str | None:
+        """None when this session belongs to the image, else the reason it does not."""
+        match, reason = self.check_image(image_path, width, height)
+        return None if match is ImageMatch.SAME else reason
 
 
 def _deciding_model(cell: Cell, analysis: Analysis) -> str | None:
@@ -774,18 +816,28 @@ def load_session(path: str | os.PathLike[str]) -> Session:
 
     Raises
     ------
-    SessionError
-        Missing, unreadable, not JSON, not a session, a newer schema version, or damaged.
+    SessionNotFound
+        No such file.
+    SessionUnreadable
+        It exists but cannot be read (permission, I/O error).
+    SessionNewerVersion
+        A newer LeukView wrote it.
+    SessionDamaged
+        Not UTF-8, not JSON, not a session, or damaged content.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
-        raise SessionError("session file not found", path) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SessionError(f"cannot read the session ({exc})", path) from exc
+        raise SessionNotFound("session file not found", path) from exc
+    except OSError as exc:
+        raise SessionUnreadable(f"cannot read the session ({exc.strerror or exc})", path) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SessionDamaged(f"the session is not UTF-8 text (byte {exc.start})", path) from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SessionError(f"the session is not valid JSON (line {exc.lineno}: {exc.msg})", path) from exc
+        raise SessionDamaged(f"the session is not valid JSON (line {exc.lineno}: {exc.msg})", path) from exc
     return Session.from_dict(data, path)

@@ -17,7 +17,12 @@ from leukview.core.errors import SessionError
 from leukview.core.session import (
     AuditAction,
     AuditEntry,
+    ImageMatch,
     Session,
+    SessionDamaged,
+    SessionNewerVersion,
+    SessionNotFound,
+    SessionUnreadable,
     SessionSettings,
     current_user,
     fallback_session_path,
@@ -109,9 +114,15 @@ def test_corrections_are_audited_and_survive_a_round_trip(image: Path):
 
 def test_session_detects_another_image(image: Path):
     session = Session.new(make_analysis(), image)
-    assert "480" in (session.matches_image(image, 480, 640) or "")
+    assert session.check_image(image, 640, 480) == (ImageMatch.SAME, "")
+    match, reason = session.check_image(image, 480, 640)
+    assert match is ImageMatch.OTHER_SIZE and "480" in reason
+    assert session.matches_image(image, 480, 640) == reason
     shutil.copy(SAMPLES / "BloodImage_00056.jpg", image)
-    assert "changed" in (session.matches_image(image, 640, 480) or "")
+    match, reason = session.check_image(image, 640, 480)
+    assert match is ImageMatch.CHANGED and "changed" in reason
+    image.unlink()
+    assert session.check_image(image, 640, 480)[0] is ImageMatch.UNREADABLE
 
 
 def test_a_failed_save_leaves_the_last_session_intact(image: Path, monkeypatch: pytest.MonkeyPatch):
@@ -141,7 +152,7 @@ def test_a_failed_save_leaves_the_last_session_intact(image: Path, monkeypatch: 
         (b'{"cells": []}', "not a LeukView session"),
         (b'{"format": "leukview-session", "schema_version": 99}', "update LeukView"),
         (b'{"format": "leukview-session", "schema_version": 1, "analysis": {"schema_version": 1}}', "damaged"),
-        (b"\xff\xfe\x00garbage", "cannot read"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
     ],
 )
 def test_bad_session_files_give_a_reason(tmp_path: Path, content: bytes | None, reason: str):
@@ -151,6 +162,21 @@ def test_bad_session_files_give_a_reason(tmp_path: Path, content: bytes | None, 
     with pytest.raises(SessionError, match=reason) as info:
         load_session(path)
     assert info.value.path == str(path)
+    # typed, so that a caller decides on the kind of failure, not on the message
+    expected = {"not found": SessionNotFound, "update LeukView": SessionNewerVersion}.get(reason, SessionDamaged)
+    assert type(info.value) is expected
+
+
+def test_an_unreadable_session_is_told_apart_from_a_damaged_one(image: Path):
+    path = save_session(Session.new(make_analysis(), image), session_path(image))
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("this user reads files whatever their permissions (root)")
+        with pytest.raises(SessionUnreadable, match="cannot read"):
+            load_session(path)
+    finally:
+        path.chmod(0o644)
 
 
 def test_current_user_is_the_os_user(monkeypatch: pytest.MonkeyPatch):

@@ -1,0 +1,615 @@
+"""The review document: one open image, its analysis and its review, with the rules that govern them."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..analysis import Analysis, ModelRun
+from ..calibration import Calibration
+from ..calls import (
+    CellCall,
+    Differential,
+    call_cell,
+    differential_count,
+    review_classes,
+    review_order,
+)
+from ..cells import Cell
+from ..errors import SessionError
+from ..events import Event
+from ..session import (
+    SESSION_SUFFIX,
+    AuditAction,
+    AuditEntry,
+    ImageMatch,
+    Session,
+    SessionDamaged,
+    SessionNewerVersion,
+    SessionNotFound,
+    SessionSettings,
+    SessionUnreadable,
+    load_session,
+    save_session,
+    session_path,
+)
+from ._fields import LARGE_IMAGE_PIXELS, MAX_FIELD_SIDE, FieldRect, field_rect
+from ._files import (
+    RestoreOutcome,
+    RestoreStatus,
+    SaveOutcome,
+    default_sessions_folder,
+    session_candidates,
+)
+from ._undo import ReviewCommand, UndoStack
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..report import ReportContent
+
+__all__ = ["DocumentEvents", "ImageHeader", "ReviewDocument", "image_for"]
+
+READ_ONLY = "read-only mode: the session is not saved"
+
+
+class ImageHeader(Protocol):
+    """What the document needs of :class:`leukview.core.io.ImageInfo`."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def pixel_size_um(self) -> float | None: ...
+
+
+def image_for(path: str | os.PathLike[str]) -> Path:
+    """The image a path names: itself, or for ``<image>.leukview.json`` the image beside it."""
+    path = Path(path)
+    if path.name.endswith(SESSION_SUFFIX):
+        return path.with_name(path.name[: -len(SESSION_SUFFIX)])
+    return path
+
+
+class DocumentEvents:
+    """What a :class:`ReviewDocument` tells its views (callbacks run at once, see :class:`Event`).
+
+    Attributes
+    ----------
+    image_changed : Event()
+        An image was opened or closed.
+    analysis_changed : Event()
+        The session was replaced: analysed, restored, or gone with the image.
+    cell_changed : Event(cell_id)
+        A cell's review changed (a decision, an undo, a redo).
+    calibration_changed : Event(Calibration)
+    threshold_changed : Event(float)
+    audit_appended : Event(AuditEntry)
+    dirty_changed : Event(bool)
+        The review went from saved to unsaved or back.
+    modified : Event()
+        Every change that needs saving (an autosave timer restarts on it).
+    undo_changed : Event()
+        What can be undone or redone changed.
+    saved : Event(SaveOutcome)
+    """
+
+    def __init__(self) -> None:
+        self.image_changed = Event("image_changed")
+        self.analysis_changed = Event("analysis_changed")
+        self.cell_changed = Event("cell_changed")
+        self.calibration_changed = Event("calibration_changed")
+        self.threshold_changed = Event("threshold_changed")
+        self.audit_appended = Event("audit_appended")
+        self.dirty_changed = Event("dirty_changed")
+        self.modified = Event("modified")
+        self.undo_changed = Event("undo_changed")
+        self.saved = Event("saved")
+
+
+class ReviewDocument:
+    """One open image, its analysis, its review and where they are saved (no Qt).
+
+    The viewer presents a document and forwards the reviewer's actions to it;
+    ``leukview report`` and the tests drive the same object headless.
+
+    Parameters
+    ----------
+    defaults : SessionSettings, optional
+        Settings of an image without a session (the user's preferences: the
+        confidence threshold, the differential's target, the heatmap).
+    sessions_folder : path, optional
+        Where sessions go when the image's folder is read-only
+        (:func:`default_sessions_folder` when None).
+    read_only : bool
+        Never write or move session files (screenshots).
+    autosave : bool
+        :meth:`autosave` saves a dirty review (when False only :meth:`save` does).
+    reviewer : str, optional
+        Who the audit log names (the system user when None).
+
+    Notes
+    -----
+    The rules that live here, once:
+
+    * **the call** of a cell is :func:`leukview.core.calls.call_cell` with the
+      document's :attr:`threshold`, which is ``settings.confidence_threshold``;
+    * **the calibration** is the analysis's (the file's until there is one);
+      :meth:`set_calibration` audits and emits;
+    * **the field** of a large image is :func:`field_rect` with one cap;
+    * **the session file** is beside the image, else in ``sessions_folder``;
+      a file this document could not use (unreadable, newer, another image's)
+      is never overwritten;
+    * **restoring** decides on typed outcomes (:class:`RestoreStatus`).
+    """
+
+    large_image_pixels = LARGE_IMAGE_PIXELS
+    max_field_side = MAX_FIELD_SIDE
+
+    def __init__(
+        self,
+        defaults: SessionSettings | None = None,
+        *,
+        sessions_folder: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
+        autosave: bool = True,
+        reviewer: str | None = None,
+    ) -> None:
+        self.defaults = defaults if defaults is not None else SessionSettings()
+        self.sessions_folder = Path(sessions_folder) if sessions_folder is not None else default_sessions_folder()
+        self.read_only = read_only
+        self.autosave_enabled = autosave
+        self.reviewer = reviewer
+        self.events = DocumentEvents()
+        self.undo_stack = UndoStack()
+        self.undo_stack.changed.connect(self.events.undo_changed.emit)
+        self.path: Path | None = None
+        self.info: ImageHeader | None = None
+        self.session: Session | None = None
+        self.session_file: Path | None = None
+        self._settings = copy.deepcopy(self.defaults)
+        self._calibration = Calibration.unknown()
+        self._protected: set[Path] = set()
+        self._audit_seen = 0
+        self._dirty = False
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def analysis(self) -> Analysis | None:
+        return self.session.analysis if self.session is not None else None
+
+    @property
+    def models(self) -> list[ModelRun]:
+        return self.session.analysis.models if self.session is not None else []
+
+    @property
+    def cells(self) -> list[Cell]:
+        return self.session.analysis.cells if self.session is not None else []
+
+    @property
+    def settings(self) -> SessionSettings:
+        """The session's settings; the defaults' copy for an image not analysed yet."""
+        return self.session.settings if self.session is not None else self._settings
+
+    @property
+    def threshold(self) -> float:
+        """The confidence threshold: the one every view, export and report uses."""
+        return self.settings.confidence_threshold
+
+    @property
+    def calibration(self) -> Calibration:
+        """The pixel size in effect: the analysis's, else what the file says."""
+        return self.session.analysis.calibration if self.session is not None else self._calibration
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the open image; (0, 0) when none is open."""
+        return (int(self.info.width), int(self.info.height)) if self.info is not None else (0, 0)
+
+    @property
+    def dirty(self) -> bool:
+        """The review has changes that are not saved."""
+        return self._dirty
+
+    def cell(self, cell_id: int) -> Cell:
+        """The cell with this id; KeyError if there is none (or no analysis)."""
+        if self.session is None:
+            raise KeyError(cell_id)
+        return self.session.cell(cell_id)
+
+    def call(self, cell: Cell | int) -> CellCall:
+        """The cell's call under the document's threshold (:func:`~leukview.core.calls.call_cell`)."""
+        if isinstance(cell, int):
+            cell = self.cell(cell)
+        return call_cell(cell, self.models, self.threshold)
+
+    def model_call(self, cell: Cell) -> CellCall:
+        """What the models called, as if nobody had reviewed the cell."""
+        return call_cell(cell, self.models, self.threshold, use_review=False)
+
+    def classes(self) -> list[str]:
+        """The classes a reviewer assigns, in key order (1-9, then 0 for artefact)."""
+        return review_classes(self.models)
+
+    def differential(self) -> Differential:
+        return differential_count(self.cells, self.models, self.threshold)
+
+    def review_order(self) -> list[Cell]:
+        return review_order(self.cells, self.models, self.threshold)
+
+    # ------------------------------------------------------------ image
+
+    def is_large(self, width: int | None = None, height: int | None = None) -> bool:
+        """Whether an image (the open one by default) is shown in tiles and analysed by fields."""
+        w, h = self.size if width is None or height is None else (width, height)
+        return w * h > self.large_image_pixels
+
+    def open(self, path: str | os.PathLike[str], info: ImageHeader | None = None) -> None:
+        """Make ``path`` (an image, or its ``.leukview.json``) the open image, without a session yet.
+
+        The previous image is closed first (:meth:`close`). Call :meth:`restore`
+        next to bring its saved review back.
+
+        Parameters
+        ----------
+        path : path
+        info : ImageInfo, optional
+            Its header (read with :func:`leukview.core.io.image_info` when None;
+            ImageReadError when that fails).
+        """
+        path = image_for(path)
+        if info is None:
+            from ..io import image_info
+
+            info = image_info(path)
+        self.close()
+        self.path = path
+        self.info = info
+        self._calibration = Calibration.from_file(info.pixel_size_um)
+        self.events.image_changed.emit()
+        self.events.calibration_changed.emit(self.calibration)
+
+    def close(self) -> None:
+        """Forget the image and its review (saved first when autosave is on and it is dirty)."""
+        if self._dirty and self.autosave_enabled:
+            self.autosave()
+        had_image = self.path is not None
+        had_session = self.session is not None
+        self.path = None
+        self.info = None
+        self.session = None
+        self.session_file = None
+        self._settings = copy.deepcopy(self.defaults)
+        self._calibration = Calibration.unknown()
+        self._protected = set()
+        self._audit_seen = 0
+        self.undo_stack.clear()
+        self._set_dirty(False)
+        if had_session:
+            self.events.analysis_changed.emit()
+        if had_image:
+            self.events.image_changed.emit()
+
+    def analysis_field(self, visible: tuple[float, float, float, float] | None = None) -> FieldRect:
+        """The field to analyse next: the whole image, or for a large one the part in view."""
+        width, height = self.size
+        return field_rect(
+            width, height, visible, large_image_pixels=self.large_image_pixels, max_side=self.max_field_side
+        )
+
+    # ------------------------------------------------------------ analysis
+
+    def set_analysis(
+        self,
+        analysis: Analysis,
+        *,
+        segmentation: Mapping[str, Any] | None = None,
+        field: FieldRect | None = None,
+    ) -> Session:
+        """Adopt a new analysis of the open image; a re-analysis keeps the image's audit log.
+
+        Parameters
+        ----------
+        analysis : Analysis
+            Its calibration becomes the document's (set before it ran, or since).
+        segmentation : dict, optional
+            The parameters used (:meth:`SegmentationParams.to_dict`).
+        field : (x, y, w, h), optional
+            The field analysed (the whole image when None).
+        """
+        previous = self.session
+        analysis.calibration = self.calibration
+        settings = replace(
+            self.settings,
+            models=[m.name for m in analysis.models],
+            segmentation=dict(segmentation or {}),
+            analysed_field=None if field is None else tuple(int(v) for v in field),  # type: ignore[arg-type]
+            extra=dict(self.settings.extra),
+        )
+        session = Session.new(analysis, self.path, settings=settings, who=self.reviewer)
+        if previous is not None:
+            session.audit = previous.audit + session.audit
+            session.created = previous.created
+            self._audit_seen = len(previous.audit)
+        else:
+            self._audit_seen = 0
+        self.session = session
+        self.undo_stack.clear()
+        self.events.analysis_changed.emit()
+        self._flush_audit()
+        self._touch()
+        return session
+
+    # ------------------------------------------------------------ review
+
+    def review(self, cell_id: int, label: str | None, action: AuditAction = AuditAction.RECLASSIFY) -> bool:
+        """Give a cell the reviewer's label (None clears it), undoably and audited.
+
+        Returns False when there is no analysis; KeyError for an unknown cell.
+        """
+        if self.session is None:
+            return False
+        self.cell(cell_id)  # KeyError before anything is logged
+        self.undo_stack.push(ReviewCommand(self.session, cell_id, label, action, self._cell_changed, self.reviewer))
+        return True
+
+    def confirm(self, cell_id: int) -> bool:
+        """Accept the cell's current call; False when it has none (nothing to accept)."""
+        if self.session is None:
+            return False
+        label = self.call(cell_id).label
+        if label is None:
+            return False
+        return self.review(cell_id, label, AuditAction.CONFIRM)
+
+    def clear_review(self, cell_id: int) -> bool:
+        """Take the reviewer's label off a cell; False when it had none."""
+        if self.session is None or not self.cell(cell_id).review.reviewed:
+            return False
+        return self.review(cell_id, None, AuditAction.CLEAR)
+
+    def undo(self) -> bool:
+        return self.undo_stack.undo()
+
+    def redo(self) -> bool:
+        return self.undo_stack.redo()
+
+    def _cell_changed(self, cell_id: int) -> None:
+        self._flush_audit()
+        self.events.cell_changed.emit(cell_id)
+        self._touch()
+
+    # ------------------------------------------------------------ calibration, threshold, settings
+
+    def set_calibration(self, calibration: Calibration) -> None:
+        """Change the pixel size; audited (with the new value and its source) when analysed."""
+        if calibration == self.calibration:
+            return
+        if self.session is None:
+            self._calibration = calibration
+        else:
+            self.session.analysis.calibration = calibration
+            self.session.log(
+                AuditAction.SET_CALIBRATION,
+                detail={"pixel_size_um": calibration.pixel_size_um, "source": calibration.source},
+                who=self.reviewer,
+            )
+            self._flush_audit()
+            self._touch()
+        self.events.calibration_changed.emit(calibration)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Change the confidence threshold of the flags; audited when analysed."""
+        value = float(threshold)
+        if not 0.0 <= value <= 1.0:
+            raise SessionError(f"the confidence threshold must be between 0 and 1, got {threshold!r}")
+        if abs(value - self.threshold) < 1e-12:
+            return
+        self.settings.confidence_threshold = value
+        if self.session is not None:
+            self.session.log(AuditAction.SET_THRESHOLD, detail={"confidence_threshold": value}, who=self.reviewer)
+            self._flush_audit()
+            self._touch()
+        self.events.threshold_changed.emit(value)
+
+    def set_view_settings(
+        self, *, target: int | None = None, heat_mode: str | None = None, heat_opacity: float | None = None
+    ) -> None:
+        """Record how the review is shown (saved with the session; not a change that needs saving)."""
+        settings = self.settings
+        before = (settings.target, settings.heat_mode, settings.heat_opacity)
+        if target is not None:
+            settings.target = target
+        if heat_mode is not None:
+            settings.heat_mode = heat_mode
+        if heat_opacity is not None:
+            settings.heat_opacity = heat_opacity
+        try:
+            settings.validate()
+        except SessionError:
+            settings.target, settings.heat_mode, settings.heat_opacity = before
+            raise
+
+    def log_export(self, action: AuditAction, path: str | os.PathLike[str]) -> AuditEntry | None:
+        """Audit a file written from the review (CSV, PNG, PDF)."""
+        if self.session is None:
+            return None
+        entry = self.session.log(action, detail={"path": os.fspath(path)}, who=self.reviewer)
+        self._flush_audit()
+        self._touch()
+        return entry
+
+    def report_content(
+        self, image: np.ndarray | None, *, snapshot: np.ndarray | None = None, heatmap: bool | None = None
+    ) -> ReportContent:
+        """What the PDF report of the review says (:func:`leukview.core.report.build_report`).
+
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (H, W, 3), optional
+            The whole image, for the snapshot the CLI's report also draws.
+        snapshot : ndarray of uint8, shape (h, w, 3), optional
+            A ready snapshot instead (a large image the caller rendered itself).
+        heatmap : bool, optional
+            Blend the class-activation maps in; by default when every cell's map is shown.
+        """
+        from ..report import build_report
+
+        if self.session is None or self.path is None:
+            raise SessionError("nothing to report: the image is not analysed")
+        content = build_report(
+            self.session.analysis,
+            None if snapshot is not None else image,
+            audit=self.session.audit,
+            threshold=self.threshold,
+            reviewer=self.reviewer,
+            image_name=self.path.name,
+            analysed=self.session.created,
+            heatmap=self.settings.heat_mode == "all" if heatmap is None else heatmap,
+        )
+        return content if snapshot is None else replace(content, snapshot=snapshot)
+
+    # ------------------------------------------------------------ session files
+
+    def session_candidates(self) -> list[Path]:
+        """Where the open image's session may be: beside it, then in :attr:`sessions_folder`."""
+        if self.path is None:
+            return []
+        return session_candidates(self.path, self.sessions_folder)
+
+    def restore(self) -> RestoreOutcome:
+        """Bring back the open image's saved review, deciding on what each file turns out to be.
+
+        Files are tried beside the image, then in the fallback folder. A
+        damaged one is moved aside (``.damaged``); one that is unreadable, from
+        a newer LeukView or made for another image is kept untouched and never
+        overwritten (saves go to the other place). The first usable file is
+        restored, even when the image file changed since (same size: a note).
+        """
+        if self.path is None or self.info is None:
+            return RestoreOutcome(RestoreStatus.NO_SESSION)
+        problems: list[RestoreOutcome] = []
+        for candidate in self.session_candidates():
+            try:
+                session = load_session(candidate)
+            except SessionNotFound:
+                continue
+            except SessionUnreadable as exc:
+                self._protected.add(candidate)
+                problems.append(RestoreOutcome(RestoreStatus.UNREADABLE, candidate, exc.reason))
+                continue
+            except SessionNewerVersion as exc:
+                self._protected.add(candidate)
+                problems.append(RestoreOutcome(RestoreStatus.NEWER_VERSION, candidate, exc.reason))
+                continue
+            except SessionDamaged as exc:
+                problems.append(self._set_aside(candidate, exc.reason))
+                continue
+            except SessionError as exc:  # any other failure to read: treat the file as unusable, keep it
+                self._protected.add(candidate)
+                problems.append(RestoreOutcome(RestoreStatus.UNREADABLE, candidate, exc.reason))
+                continue
+            match, reason = session.check_image(self.path, *self.size)
+            if match is ImageMatch.OTHER_SIZE:
+                self._protected.add(candidate)
+                problems.append(RestoreOutcome(RestoreStatus.NOT_THIS_IMAGE, candidate, reason))
+                continue
+            self._adopt(session, candidate)
+            status = RestoreStatus.RESTORED if match is ImageMatch.SAME else RestoreStatus.RESTORED_WITH_NOTE
+            return RestoreOutcome(status, candidate, reason, skipped=tuple(problems))
+        if problems:
+            return replace(problems[0], skipped=tuple(problems[1:]))
+        return RestoreOutcome(RestoreStatus.NO_SESSION)
+
+    def _set_aside(self, candidate: Path, reason: str) -> RestoreOutcome:
+        kept_as = candidate.with_name(candidate.name + ".damaged")
+        if self.read_only:
+            self._protected.add(candidate)
+            return RestoreOutcome(RestoreStatus.DAMAGED, candidate, reason)
+        try:
+            os.replace(candidate, kept_as)
+        except OSError:  # it stays where it is, and is not overwritten
+            self._protected.add(candidate)
+            return RestoreOutcome(RestoreStatus.DAMAGED, candidate, reason)
+        return RestoreOutcome(RestoreStatus.DAMAGED, candidate, reason, kept_as=kept_as)
+
+    def _adopt(self, session: Session, candidate: Path) -> None:
+        # the file's calibration wins over an estimate or an older file value, not over the user's
+        saved = session.analysis.calibration
+        if self._calibration.known and saved.source != "user":
+            session.analysis.calibration = self._calibration
+        self.session = session
+        self.session_file = candidate
+        self._audit_seen = len(session.audit)
+        self.undo_stack.clear()
+        self._set_dirty(False)
+        self.events.analysis_changed.emit()
+        self.events.calibration_changed.emit(self.calibration)
+        self.events.threshold_changed.emit(self.threshold)
+
+    def save(self) -> SaveOutcome:
+        """Write the session atomically: where it was found or saved, else beside the image,
+        else in the fallback folder; files this document must not overwrite are skipped."""
+        if self.session is None or self.path is None:
+            return SaveOutcome(None, errors=("nothing to save: the image is not analysed",))
+        if self.read_only:
+            return SaveOutcome(None, errors=(READ_ONLY,))
+        beside = session_path(self.path)
+        fallback = session_candidates(self.path, self.sessions_folder)[1]
+        targets = [p for p in dict.fromkeys([self.session_file or beside, beside, fallback]) if p not in self._protected]
+        errors: list[str] = [f"{p}: kept as it is (not overwritten)" for p in (beside, fallback) if p in self._protected]
+        outcome = SaveOutcome(None, errors=tuple(errors))
+        for target in targets:
+            try:
+                saved = save_session(self.session, target)
+            except SessionError as exc:
+                errors.append(exc.reason)
+                continue
+            self.session_file = saved
+            self._set_dirty(False)
+            outcome = SaveOutcome(saved, fell_back=saved != beside and bool(errors), errors=tuple(errors))
+            break
+        else:
+            outcome = SaveOutcome(None, errors=tuple(errors))
+        self.events.saved.emit(outcome)
+        return outcome
+
+    def autosave(self, force: bool = False) -> SaveOutcome | None:
+        """Save a dirty review when autosave is on (or ``force``); None when nothing was tried."""
+        if not self._dirty or self.read_only or not (self.autosave_enabled or force):
+            return None
+        return self.save()
+
+    def discard_changes(self) -> None:
+        """Leave the unsaved changes unsaved: the review is no longer dirty."""
+        self._set_dirty(False)
+
+    # ------------------------------------------------------------ internals
+
+    def _flush_audit(self) -> None:
+        if self.session is None:
+            return
+        new = self.session.audit[self._audit_seen :]
+        self._audit_seen = len(self.session.audit)
+        for entry in new:
+            self.events.audit_appended.emit(entry)
+
+    def _touch(self) -> None:
+        if self.session is None:
+            return
+        self._set_dirty(True)
+        self.events.modified.emit()
+
+    def _set_dirty(self, dirty: bool) -> None:
+        if dirty != self._dirty:
+            self._dirty = dirty
+            self.events.dirty_changed.emit(dirty)
+
