@@ -7,28 +7,51 @@ stderr with its reason, the others still analysed), 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
+import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from .core.calls import DEFAULT_CONFIDENCE_THRESHOLD
 from .core.errors import LeukViewError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .core.analysis import Analysis, ModelRun
+    from .core.calibration import Calibration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _threshold(text: str) -> float:
+    """argparse type of ``--confidence-threshold``: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``leukview analyze``."""
     parser = argparse.ArgumentParser(
         prog="leukview analyze",
         description=(
             "Segment, measure and classify every cell of blood-smear images. "
             "Writes <stem>.cells.json per image and summary.csv per run."
         ),
+        epilog="Exit codes: 0 every image analysed, 1 some image failed, 2 usage error.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     parser.add_argument(
@@ -42,7 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", type=Path, help="folder of installed models (default: the shipped models/)")
     parser.add_argument("--out", type=Path, default=Path("leukview-results"), help="output folder (default: %(default)s)")
     parser.add_argument("--overlay", action="store_true", help="also write <stem>.overlay.png with contours, labels, heatmaps")
-    parser.add_argument("--pixel-size", type=float, metavar="UM", help="µm per pixel when the files do not say")
+    parser.add_argument(
+        "--pixel-size",
+        metavar="UM",
+        help="µm per pixel (overrides what the files say; µm figures in cells.json derive from it)",
+    )
+    parser.add_argument(
+        "--confidence-threshold",
+        type=_threshold,
+        default=DEFAULT_CONFIDENCE_THRESHOLD,
+        metavar="T",
+        help="a model's probability under T flags the cell low-confidence (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -105,42 +139,112 @@ class ProgressBar:
             self.stream.flush()
 
 
-def summary_columns(models: Sequence) -> list[str]:
+# ---------------------------------------------------------------- summary.csv
+
+
+def model_runs(classifiers: Sequence[Any]) -> list[ModelRun]:
+    """The :class:`~leukview.core.analysis.ModelRun` each loaded classifier will record."""
+    from .core.analysis import ModelRun
+
+    return [
+        ModelRun(c.spec.name, c.spec.version, c.provider, list(c.spec.classes), c.spec.positive_class)
+        for c in classifiers
+    ]
+
+
+def summary_columns(models: Sequence[ModelRun]) -> list[str]:
+    """summary.csv's header for a run of these models.
+
+    ``call:<class>`` per class of :func:`~leukview.core.calls.review_classes`
+    and ``call:unclassified`` (the differential of the cells' calls),
+    ``leukocytes`` (its denominator), ``blast_percent``, ``flagged``; then
+    ``model:<name>:<class>``: each model's own labels, before the call rule.
+    """
+    from .core.calls import review_classes
+
     columns = ["image", "status", "width", "height", "wbc", "rbc", "platelet"]
-    for clf in models:
-        columns += [f"{clf.spec.name}:{name}" for name in clf.spec.classes]
-        if clf.spec.positive_class:
-            columns.append(f"{clf.spec.name}:{clf.spec.positive_class}_fraction")
+    columns += [f"call:{name}" for name in review_classes(models)]
+    columns += ["call:unclassified", "leukocytes", "blast_percent", "flagged"]
+    for run in models:
+        columns += [f"model:{run.name}:{name}" for name in run.classes]
     return columns
 
 
-def summary_row(path: Path, analysis, models: Sequence) -> dict[str, object]:
+def summary_row(path: Path, analysis: Analysis, threshold: float) -> dict[str, object]:
+    """One image's row of summary.csv (see :func:`summary_columns`)."""
+    from .core.calls import differential_count
+
     row: dict[str, object] = {"image": str(path), "status": "ok", "width": analysis.width, "height": analysis.height}
     row.update(analysis.counts_by_kind())
-    for clf in models:
-        name = clf.spec.name
-        for cls, count in analysis.counts_by_class(name).items():
-            row[f"{name}:{cls}"] = count
-        if clf.spec.positive_class:
-            fraction = analysis.positive_fraction(name)
-            row[f"{name}:{clf.spec.positive_class}_fraction"] = "" if fraction is None else round(fraction, 4)
+    diff = differential_count(analysis.cells, analysis.models, threshold)
+    row.update({f"call:{name}": count for name, count in diff.counts.items()})
+    blast = diff.blast_percent
+    row.update(
+        {
+            "call:unclassified": diff.unclassified,
+            "leukocytes": diff.leukocytes,
+            "blast_percent": "" if blast is None else round(blast, 2),
+            "flagged": diff.flagged,
+        }
+    )
+    for run in analysis.models:
+        labels = Counter(c.predictions[run.name].label for c in analysis.cells if run.name in c.predictions)
+        row.update({f"model:{run.name}:{name}": labels.get(name, 0) for name in run.classes})
     return row
 
 
-def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
-    parser = build_parser()
+# ---------------------------------------------------------------- analyze
+
+
+def _parse(
+    parser: argparse.ArgumentParser, argv: Sequence[str], stdout: TextIO, stderr: TextIO
+) -> argparse.Namespace | int | None:
+    """Parsed arguments; EXIT_OK after ``--help``; None after a usage error (printed to ``stderr``)."""
     try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:  # argparse already printed the usage message
-        return EXIT_USAGE if exc.code else EXIT_OK
-    if args.pixel_size is not None and args.pixel_size <= 0:
-        parser.print_usage(stderr)
-        stderr.write("leukview analyze: error: --pixel-size must be positive\n")
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            return parser.parse_args(list(argv))
+    except SystemExit as exc:  # argparse has printed the help or the usage message
+        return None if exc.code else EXIT_OK
+
+
+def _usage_error(parser: argparse.ArgumentParser, stderr: TextIO, message: str) -> int:
+    parser.print_usage(stderr)
+    stderr.write(f"{parser.prog}: error: {message}\n")
+    return EXIT_USAGE
+
+
+def file_calibration(path: Path) -> Calibration:
+    """What the file's metadata say about its pixel size (unknown when nothing usable)."""
+    from .core.calibration import Calibration
+    from .core.io import image_info
+
+    try:
+        return Calibration.from_file(image_info(path).pixel_size_um)
+    except LeukViewError:
+        return Calibration.unknown()
+
+
+def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    """``leukview analyze``; returns the exit code."""
+    parser = build_parser()
+    args = _parse(parser, argv, stdout, stderr)
+    if args is None:
         return EXIT_USAGE
+    if isinstance(args, int):
+        return args
+
+    from .core.calibration import Calibration
+
+    user_calibration = None
+    if args.pixel_size is not None:
+        try:
+            user_calibration = Calibration.from_user(args.pixel_size)
+        except LeukViewError as exc:
+            return _usage_error(parser, stderr, f"--pixel-size: {exc.reason}")
 
     from .core.analysis import analyze_image
     from .core.atomic import atomic_write_bytes, atomic_write_text
-    from .core.io import image_info, read_image
+    from .core.io import read_image
     from .core.models import load_models
 
     try:
@@ -159,25 +263,23 @@ def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         stderr.write(f"leukview analyze: error: cannot create output folder {args.out}: {exc.strerror}\n")
         return EXIT_FAILED
     stems = output_stems(images)
-    columns = summary_columns(classifiers)
+    threshold = args.confidence_threshold
+    columns = summary_columns(model_runs(classifiers))
     rows: list[dict[str, object]] = []
     bar = ProgressBar(len(images), stderr, enabled=not args.quiet)
     for done, path in enumerate(images, start=1):
         try:
             image = read_image(path)
-            pixel_size = args.pixel_size
-            if pixel_size is None:
-                try:
-                    pixel_size = image_info(path).pixel_size_um
-                except LeukViewError:
-                    pixel_size = None
-            analysis = analyze_image(image, classifiers, pixel_size_um=pixel_size, image_name=str(path))
+            calibration = user_calibration or file_calibration(path)
+            analysis = analyze_image(
+                image, classifiers, calibration=calibration, confidence_threshold=threshold, image_name=str(path)
+            )
             stem = stems[path]
             document = json.dumps(analysis.to_dict(), separators=(",", ":"))
             atomic_write_text(args.out / f"{stem}.cells.json", document)
             if args.overlay:
-                atomic_write_bytes(args.out / f"{stem}.overlay.png", _png_bytes(image, analysis))
-            rows.append(summary_row(path, analysis, classifiers))
+                atomic_write_bytes(args.out / f"{stem}.overlay.png", overlay_png(image, analysis))
+            rows.append(summary_row(path, analysis, threshold))
         except LeukViewError as exc:
             failures.append((str(path), exc.reason))
             rows.append({"image": str(path), "status": f"error: {exc.reason}"})
@@ -203,7 +305,8 @@ def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
     return EXIT_FAILED if failures else EXIT_OK
 
 
-def _png_bytes(image, analysis) -> bytes:
+def overlay_png(image: np.ndarray, analysis: Analysis) -> bytes:
+    """The overlay PNG of ``analyze --overlay`` (:func:`leukview.core.overlay.render_overlay`), encoded."""
     import cv2
 
     from .core.overlay import render_overlay

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .calibration import Calibration
+from .calls import DEFAULT_CONFIDENCE_THRESHOLD, call_cell
 from .cells import CELL_KINDS, Cell
 from .errors import LeukViewError
 from .progress import AnalysisCancelled, ProgressCallback
@@ -22,7 +23,19 @@ if TYPE_CHECKING:  # imported lazily: onnxruntime is slow to import
     from .models import Classifier
     from .segment import SegmentationParams
 
-RESULT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2
+#: cells.json versions :meth:`Analysis.from_dict` reads (1: before calls, flags and calibration source).
+READABLE_SCHEMA_VERSIONS = (1, 2)
+
+
+def is_physical_key(key: str) -> bool:
+    """Whether a measurement key is a µm figure (``area_um2``, ``perimeter_um``, ...).
+
+    Such figures are derived from the calibration when written and never kept
+    on a cell, so a document's stored values are dropped on reading.
+    """
+    return key.endswith(("_um", "_um2"))
+
 
 @dataclass
 class ModelRun:
@@ -56,7 +69,25 @@ class ModelRun:
 
 @dataclass
 class Analysis:
-    """The result of analysing one image."""
+    """The result of analysing one image.
+
+    Attributes
+    ----------
+    width, height : int
+        Size of the analysed image in pixels.
+    cells : list of Cell
+        Measurements in pixels only; see :attr:`calibration` for µm.
+    models : list of ModelRun
+        In the order they ran (the call rule depends on it).
+    image : str, optional
+        The image's path as given.
+    calibration : Calibration
+        The pixel size and its source; every µm figure is derived from it.
+    rbc_diameter_px : float, optional
+        Median red-cell diameter found by segmentation.
+    confidence_threshold : float
+        The threshold the cells' ``low-confidence`` flags in cells.json are computed with.
+    """
 
     width: int
     height: int
@@ -65,6 +96,7 @@ class Analysis:
     image: str | None = None
     calibration: Calibration = field(default_factory=Calibration.unknown)
     rbc_diameter_px: float | None = None
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
 
     @property
     def pixel_size_um(self) -> float | None:
@@ -79,50 +111,77 @@ class Analysis:
         found = Counter(c.kind for c in self.cells)
         return {kind: found.get(kind, 0) for kind in CELL_KINDS}
 
-    def counts_by_class(self, model: str) -> dict[str, int]:
-        """White cells per class of one model, reviewer corrections included."""
-        run = next((m for m in self.models if m.name == model), None)
-        classes = run.classes if run else []
-        found = Counter(c.label(model) for c in self.cells if c.kind == "wbc" and model in c.predictions)
-        return {name: found.get(name, 0) for name in classes}
+    def to_dict(self, threshold: float | None = None) -> dict[str, Any]:
+        """The documented ``cells.json`` document (schema_version 2).
 
-    def positive_fraction(self, model: str) -> float | None:
-        """Fraction of classified white cells in the model's positive class (blasts)."""
-        run = next((m for m in self.models if m.name == model), None)
-        if run is None or run.positive_class is None:
-            return None
-        counts = self.counts_by_class(model)
-        total = sum(counts.values())
-        return counts.get(run.positive_class, 0) / total if total else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The documented ``cells.json`` document (schema_version 1)."""
+        Each cell gains its ``call`` and ``flags`` (from
+        :func:`~leukview.core.calls.call_cell` with ``threshold``, else
+        :attr:`confidence_threshold`) and the µm measurements derived from
+        :attr:`calibration`.
+        """
+        threshold = self.confidence_threshold if threshold is None else float(threshold)
+        cells = []
+        for cell in self.cells:
+            data = cell.to_dict()
+            derived = self.calibration.derived_measurements(cell.measurements)
+            data["measurements"].update({k: round(v, 4) for k, v in derived.items()})
+            call = call_cell(cell, self.models, threshold)
+            data["call"] = call.to_dict()
+            data["flags"] = list(call.flags)
+            cells.append(data)
         return {
             "schema_version": RESULT_SCHEMA_VERSION,
             "image": self.image,
             "width": self.width,
             "height": self.height,
-            "pixel_size_um": self.pixel_size_um,
+            "pixel_size_um": self.calibration.pixel_size_um,
             "pixel_size_source": self.calibration.source,
+            "confidence_threshold": threshold,
             "rbc_diameter_px": None if self.rbc_diameter_px is None else round(float(self.rbc_diameter_px), 2),
             "models": [m.to_dict() for m in self.models],
-            "cells": [c.to_dict() for c in self.cells],
+            "cells": cells,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Analysis:
-        if data.get("schema_version") != RESULT_SCHEMA_VERSION:
-            raise LeukViewError(f"unsupported result schema_version {data.get('schema_version')!r}")
+        """Read a cells.json document of schema_version 1 or 2.
+
+        Calls and flags are not read back: they follow from the predictions
+        and reviews (:func:`~leukview.core.calls.call_cell`). Stored µm
+        measurements are dropped (they derive from the calibration). A
+        version 1 document has no calibration source: a pixel size in it is
+        taken as the user's.
+
+        Raises
+        ------
+        LeukViewError
+            A version this LeukView does not read, or an unusable pixel size or threshold.
+        """
+        version = data.get("schema_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > RESULT_SCHEMA_VERSION:
+            raise LeukViewError(
+                f"result schema_version {version} is newer than this LeukView reads "
+                f"(versions {READABLE_SCHEMA_VERSIONS[0]} to {RESULT_SCHEMA_VERSION}); update LeukView"
+            )
+        if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
+            raise LeukViewError(f"unsupported result schema_version {version!r}")
+        cells = [Cell.from_dict(c) for c in data["cells"]]
+        for cell in cells:
+            cell.measurements = {k: v for k, v in cell.measurements.items() if not is_physical_key(k)}
+        threshold = data.get("confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise LeukViewError(f"confidence_threshold {threshold!r} is not a number in [0, 1]")
         return cls(
             width=int(data["width"]),
             height=int(data["height"]),
-            cells=[Cell.from_dict(c) for c in data["cells"]],
+            cells=cells,
             models=[ModelRun.from_dict(m) for m in data.get("models", [])],
             image=data.get("image"),
             calibration=Calibration.from_dict(
                 {"pixel_size_um": data.get("pixel_size_um"), "source": data.get("pixel_size_source")}
             ),
             rbc_diameter_px=data.get("rbc_diameter_px"),
+            confidence_threshold=float(threshold),
         )
 
 
@@ -133,6 +192,7 @@ def analyze_image(
     *,
     pixel_size_um: float | None = None,
     calibration: Calibration | None = None,
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
     image_name: str | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -148,7 +208,13 @@ def analyze_image(
     params : SegmentationParams, optional
         Defaults when None.
     pixel_size_um : float, optional
-        Adds areas in µm² to the measurements when known.
+        Deprecated: pass ``calibration``. Taken as the user's pixel size when
+        ``calibration`` is None.
+    calibration : Calibration, optional
+        The image's pixel size and its source, recorded on the result (µm
+        figures are derived from it; the cells' measurements stay in pixels).
+    confidence_threshold : float
+        Recorded on the result for the cells' ``low-confidence`` flags.
     progress : callable(fraction, message), optional
     should_cancel : callable() -> bool, optional
         Polled between stages; a True answer raises :class:`AnalysisCancelled`.
@@ -165,10 +231,11 @@ def analyze_image(
         if progress is not None:
             progress(fraction, message)
 
+    if calibration is None:
+        calibration = Calibration.from_user(pixel_size_um)
     report(0.0, "segmenting")
-    if calibration is not None:
-        pixel_size_um = calibration.pixel_size_um
-    result = segment(image, params, pixel_size_um=pixel_size_um)
+    # No pixel size to segment: measurements stay in pixels, µm derive from the calibration.
+    result = segment(image, params)
     cells = result.cells
     runs: list[ModelRun] = []
     for index, classifier in enumerate(classifiers):
@@ -189,6 +256,7 @@ def analyze_image(
         cells=cells,
         models=runs,
         image=image_name,
-        calibration=calibration if calibration is not None else Calibration.from_user(pixel_size_um),
+        calibration=calibration,
         rbc_diameter_px=result.rbc_diameter,
+        confidence_threshold=float(confidence_threshold),
     )

@@ -3,7 +3,9 @@
 A cell carries everything the app knows about it: where it is (contour,
 bounding box, centroid, all in pixel coordinates of the original image),
 what kind of object it is (``wbc``, ``rbc``, ``platelet``), its measurements,
-the predictions of each model and the pathologist's review state.
+the predictions of each model and the pathologist's review state. Which class
+the cell *is* (its call) is not stored here: :func:`leukview.core.calls.call_cell`
+decides it from the predictions and the review.
 """
 
 from __future__ import annotations
@@ -97,10 +99,17 @@ class Cell:
     nucleus_contour : ndarray of int32, shape (M, 2), optional
         Boundary of the nucleus (largest part) for nucleated cells.
     measurements : dict of str to float
-        See :func:`leukview.core.measure.measure_cell`.
+        In pixels only (see :func:`leukview.core.measure.measure_cell`); µm
+        figures are derived from the image's
+        :class:`~leukview.core.calibration.Calibration` when shown or written.
     predictions : dict of str to Prediction
         Keyed by model name.
     review : ReviewState
+
+    Notes
+    -----
+    A cell has no class of its own: its call (the reviewer's label, else a
+    model's) is decided in one place, :func:`leukview.core.calls.call_cell`.
     """
 
     id: int
@@ -121,17 +130,6 @@ class Cell:
             return float(np.sqrt(4.0 * area / np.pi))
         x0, y0, x1, y1 = self.bbox
         return float(max(x1 - x0, y1 - y0))
-
-    def label(self, model: str | None = None) -> str | None:
-        """The current class: the reviewer's if any, else the model's."""
-        if self.review.label is not None:
-            return self.review.label
-        if model is not None:
-            pred = self.predictions.get(model)
-            return pred.label if pred else None
-        for pred in self.predictions.values():
-            return pred.label
-        return None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

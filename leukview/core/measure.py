@@ -21,10 +21,14 @@ nucleus_fraction           nucleus area / cell area, in [0, 1]
 lobe_count                 number of nuclear lobes (0 without a nucleus)
 nucleus_mean_rgb_{r,g,b}   mean colour of the nucleus (only when there is one)
 cytoplasm_mean_rgb_{r,g,b} mean colour of the cell outside the nucleus (when any)
-area_um2                   area in µm² (only when the pixel size is known)
-nucleus_area_um2           nucleus area in µm² (idem)
-equivalent_diameter_um     equivalent diameter in µm (idem)
 =========================  =====================================================
+
+Measurements are in pixels. Figures in µm (``area_um2``, ``nucleus_area_um2``,
+``equivalent_diameter_um``, ``perimeter_um``) belong to the image's
+calibration and are derived from it when shown or exported
+(:meth:`leukview.core.calibration.Calibration.derived_measurements`), so they
+follow the pixel size when the user changes it; the pipeline
+(:func:`leukview.core.analysis.analyze_image`) never stores them on a cell.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
+from .calibration import Calibration
 from .errors import LeukViewError
 
 #: A lobe is a part of the nucleus whose core (distance to the nuclear edge
@@ -59,7 +64,9 @@ def measure_cell(
     nucleus_mask : ndarray of bool, shape (h, w), optional
         The nucleus; pixels outside ``cell_mask`` are ignored.
     pixel_size_um : float, optional
-        Size of one *image* pixel in µm; adds the ``*_um2`` / ``*_um`` keys.
+        Deprecated (the pipeline passes None): size of one *image* pixel in µm;
+        adds the derived ``*_um2`` / ``*_um`` keys of
+        :meth:`~leukview.core.calibration.Calibration.derived_measurements`.
     pixel_scale : float
         Image pixels per mask pixel, when the masks were computed on a reduced
         copy of the image (areas scale with its square, lengths with it).
@@ -109,10 +116,8 @@ def measure_cell(
     if cyto_px:
         out.update(_mean_rgb(img, cytoplasm, "cytoplasm_mean_rgb"))
     if pixel_size_um is not None and pixel_size_um > 0:
-        um2 = float(pixel_size_um) ** 2
-        out["area_um2"] = area * um2
-        out["nucleus_area_um2"] = nucleus_area * um2
-        out["equivalent_diameter_um"] = out["equivalent_diameter"] * float(pixel_size_um)
+        # one formula for µm figures: the calibration's
+        out.update(Calibration(float(pixel_size_um), "user").derived_measurements(out))
     return out
 
 

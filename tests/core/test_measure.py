@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from leukview.core.calibration import Calibration
 from leukview.core.errors import LeukViewError
 from leukview.core.measure import (
     circularity,
@@ -105,11 +106,14 @@ def test_micrometre_conversion_and_pixel_scale() -> None:
     cell = disc(20)
     img = flat_image(cell.shape, (10, 20, 30))
     base = measure_cell(cell, img, disc(8, cell.shape[0]))
-    assert "area_um2" not in base
+    assert not any(k.endswith(("_um", "_um2")) for k in base)  # pixels only unless asked
     m = measure_cell(cell, img, disc(8, cell.shape[0]), pixel_size_um=0.5)
+    # the deprecated pixel_size_um adds the calibration's derived figures, nothing else
+    assert m == {**base, **Calibration.from_user(0.5).derived_measurements(base)}
     assert m["area_um2"] == pytest.approx(base["area"] * 0.25)
     assert m["nucleus_area_um2"] == pytest.approx(base["nucleus_area"] * 0.25)
     assert m["equivalent_diameter_um"] == pytest.approx(base["equivalent_diameter"] * 0.5)
+    assert m["perimeter_um"] == pytest.approx(base["perimeter"] * 0.5)
     # Masks measured on a copy shrunk 4x report image-pixel units.
     scaled = measure_cell(cell, img, pixel_scale=4.0, pixel_size_um=0.5)
     assert scaled["area"] == pytest.approx(base["area"] * 16)
