@@ -1,13 +1,10 @@
-"""What a reviewed field amounts to: each cell's call, the differential count, blast %, CSV.
+"""The cells of a field as CSV: one row per cell with its call, review, models and measurements.
 
-Pure functions shared by the viewer, its PDF report and its CSV export, so the
-three never disagree.
-
-The *call* on a cell is the reviewer's label when there is one; otherwise a
-model with a positive class (the ALL model's ``blast``) calling it positive;
-otherwise the label of the primary model (the white-cell type model). One
-call per cell, as on a CellaVision screen, so the blast row of the
-differential and the blast percentage are the same number.
+The same table is exported by the viewer (File > Export) and by
+``leukview report --csv``. Calls and flags come from
+:func:`leukview.core.calls.call_cell`; figures in µm are derived from the
+:class:`~leukview.core.calibration.Calibration` given, never read from the
+cells, so a changed pixel size changes every exported µm figure.
 """
 
 from __future__ import annotations
@@ -18,81 +15,102 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .analysis import ModelRun
+from .analysis import ModelRun, is_physical_key
 from .atomic import atomic_write_text
-from .calls import (  # noqa: F401 - re-exported while importers move to calls
+from .calibration import AREA_KEYS, LENGTH_KEYS, Calibration
+from .calls import (  # noqa: F401 - re-exported while the viewer moves to calls
     ARTEFACT,
-    DEFAULT_CLASSES,
+    DEFAULT_CONFIDENCE_THRESHOLD,
     NON_LEUKOCYTE,
     CellCall,
-    Differential,
     blast_percentage,
+    call_cell,
     differential_count,
     flag_models,
-    positive_classes,
-    primary_model,
     review_cells,
     review_classes,
     review_order,
 )
-from .calls import CLINICAL_ORDER as PREFERRED_ORDER  # noqa: F401
-from .calls import call_cell as _call_cell
-from .calls import lowest_confidence as min_confidence  # noqa: F401
 from .cells import Cell
+
+FLAG_SEPARATOR = ";"
+#: The first columns, in order; then kind, position, per-model columns and measurements.
+LEADING_COLUMNS = ("id", "call", "confidence", "source", "flags", "reviewed", "reviewer", "review_time")
 
 
 def cell_call(cell: Cell, models: Sequence[ModelRun], use_review: bool = True) -> CellCall:
     """Deprecated: use :func:`leukview.core.calls.call_cell`."""
-    return _call_cell(cell, models, use_review=use_review)
+    return call_cell(cell, models, use_review=use_review)
 
 
 def is_flagged(cell: Cell, models: Sequence[ModelRun], threshold: float) -> bool:
     """Deprecated: use ``call_cell(...).needs_review``."""
-    return _call_cell(cell, models, threshold).needs_review
+    return call_cell(cell, models, threshold).needs_review
+
+
+def physical_columns(measures: Sequence[str]) -> list[str]:
+    """The µm columns derived from pixel measurement keys (``area`` -> ``area_um2``, ...)."""
+    present = set(measures)
+    return [f"{k}_um2" for k in AREA_KEYS if k in present] + [f"{k}_um" for k in LENGTH_KEYS if k in present]
 
 
 def csv_table(
-    cells: Sequence[Cell], models: Sequence[ModelRun], threshold: float = 0.0
+    cells: Sequence[Cell],
+    models: Sequence[ModelRun],
+    threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
+    *,
+    calibration: Calibration | None = None,
 ) -> tuple[list[str], list[list[object]]]:
-    """One row per cell: position, call, review, every model's label and confidence, measurements.
+    """One row per cell: call, flags, review, position, every model's label and confidence, measurements.
 
     Parameters
     ----------
     cells : sequence of Cell
     models : sequence of ModelRun
+        As recorded in the analysis (their order decides the call).
     threshold : float
-        Confidence below which an unreviewed cell is marked ``flagged``.
+        Confidence under which an unreviewed cell is flagged ``low-confidence``.
+    calibration : Calibration, optional
+        Gives the µm columns (``area_um2``, ``nucleus_area_um2``,
+        ``equivalent_diameter_um``, ``perimeter_um``); they are empty when the
+        pixel size is unknown (None: unknown).
 
     Returns
     -------
     header : list of str
+        :data:`LEADING_COLUMNS`, ``kind``, ``centroid_x/y``, ``bbox_x0..y1``,
+        ``model:<name>:label`` and ``model:<name>:confidence`` per model, the
+        pixel measurements (sorted), the µm columns.
     rows : list of list
         In the order of ``cells``; empty strings where a value is unknown.
+        ``source`` is the deciding model's name or ``review``; ``flags`` are
+        joined with ``;``.
     """
-    measures = sorted({key for cell in cells for key in cell.measurements})
+    calibration = calibration or Calibration.unknown()
+    measures = sorted({key for cell in cells for key in cell.measurements if not is_physical_key(key)})
+    physical = physical_columns(measures)
     header = [
-        "id", "kind", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
-        "class", "confidence", "source", "flagged", "reviewed", "reviewer", "review_time",
+        *LEADING_COLUMNS, "kind", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
     ]  # fmt: skip
     for run in models:
-        header += [f"{run.name}:label", f"{run.name}:confidence"]
-    header += measures
+        header += [f"model:{run.name}:label", f"model:{run.name}:confidence"]
+    header += measures + physical
     rows: list[list[object]] = []
     for cell in cells:
-        call = cell_call(cell, models)
+        call = call_cell(cell, models, threshold)
         row: list[object] = [
             cell.id,
+            call.label or "",
+            "" if call.confidence is None else round(call.confidence, 4),
+            call.source or "",
+            FLAG_SEPARATOR.join(call.flags),
+            int(call.reviewed),
+            cell.review.reviewer or "",
+            cell.review.time or "",
             cell.kind,
             round(float(cell.centroid[0]), 2),
             round(float(cell.centroid[1]), 2),
             *(int(v) for v in cell.bbox),
-            call.label or "",
-            "" if call.confidence is None else round(call.confidence, 4),
-            "reviewer" if call.reviewed else (call.model or ""),
-            int(is_flagged(cell, models, threshold)),
-            int(cell.review.reviewed),
-            cell.review.reviewer or "",
-            cell.review.time or "",
         ]
         for run in models:
             pred = cell.predictions.get(run.name)
@@ -100,13 +118,23 @@ def csv_table(
         for key in measures:
             value = cell.measurements.get(key)
             row.append("" if value is None else round(float(value), 4))
+        derived = calibration.derived_measurements(cell.measurements)
+        for key in physical:
+            value = derived.get(key)
+            row.append("" if value is None else round(value, 4))
         rows.append(row)
     return header, rows
 
 
-def cells_csv(cells: Sequence[Cell], models: Sequence[ModelRun], threshold: float = 0.0) -> str:
+def cells_csv(
+    cells: Sequence[Cell],
+    models: Sequence[ModelRun],
+    threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
+    *,
+    calibration: Calibration | None = None,
+) -> str:
     """The text of :func:`csv_table` as CSV (comma separated, ``\\n`` line ends)."""
-    header, rows = csv_table(cells, models, threshold)
+    header, rows = csv_table(cells, models, threshold, calibration=calibration)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -115,7 +143,12 @@ def cells_csv(cells: Sequence[Cell], models: Sequence[ModelRun], threshold: floa
 
 
 def write_cells_csv(
-    path: str | os.PathLike[str], cells: Sequence[Cell], models: Sequence[ModelRun], threshold: float = 0.0
+    path: str | os.PathLike[str],
+    cells: Sequence[Cell],
+    models: Sequence[ModelRun],
+    threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
+    *,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write :func:`cells_csv` to ``path`` atomically; returns the path."""
-    return atomic_write_text(path, cells_csv(cells, models, threshold))
+    return atomic_write_text(path, cells_csv(cells, models, threshold, calibration=calibration))
