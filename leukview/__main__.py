@@ -1,4 +1,4 @@
-"""Entry point: ``leukview analyze ...`` runs headless, anything else opens the viewer."""
+"""Entry point: ``leukview analyze ...`` and ``leukview report ...`` run headless, anything else opens the viewer."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import sys
 from collections.abc import Sequence
 
 USAGE = """usage: leukview [IMAGE] [--screenshot OUT.png] [--models-dir DIR]
-       leukview analyze PATH... [--model NAME]... [--out DIR] [--overlay]
+       leukview analyze PATH... [--model NAME]... [--out DIR] [--overlay] [--pixel-size UM]
+                        [--confidence-threshold T]
+       leukview report PATH [--csv OUT] [--pdf OUT] [--models-dir DIR] [--model NAME]...
        leukview --version
 
-Opens the viewer (on IMAGE when given), or analyses images headless with `analyze`.
-`leukview analyze --help` lists the analysis options."""
+Opens the viewer (on IMAGE when given), analyses images headless with `analyze`,
+or writes the viewer's cell CSV and PDF report of an image or a session with `report`.
+`leukview analyze --help` and `leukview report --help` list their options."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,6 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli import run_analyze
 
         return run_analyze(args[1:])
+    if args and args[0] == "report":
+        from .cli import run_report
+
+        return run_report(args[1:])
     if args and args[0] in ("-V", "--version"):
         from . import __version__
 
