@@ -73,7 +73,13 @@ order: OME-XML ``PhysicalSizeX`` (with its unit, default um), ImageJ metadata
 JPEG, the pHYs / JFIF density). Resolution tags are often a meaningless default
 (72 or 300 dpi, 1 pixel per unit, no unit): a value is kept only when its unit
 is inch or centimetre and it gives 0.01 to 20 um/px, the range of light
-microscopes; anything else gives ``None``.
+microscopes; anything else gives ``None``. Every value, whatever its source, must
+pass :func:`~leukview.core.calibration.validate_pixel_size` (finite, 0.001 to
+100 um/px): an absurd one (``PhysicalSizeX="1e308"``, ``inf``, ``nan``, zero,
+negative, a resolution that overflows the range) is skipped with a sentence in
+``ImageInfo.warnings``, and the next source is tried; so the pixel size is
+always a plain finite number or ``None``, never one that overflows later or
+reaches JSON as ``Infinity``/``NaN``.
 
 Every failure raises :class:`~leukview.core.errors.ImageReadError` naming the
 file and the reason.

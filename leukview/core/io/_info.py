@@ -27,6 +27,11 @@ class ImageInfo:
         :func:`~leukview.core.io.read_region` reads tile by tile).
     format : str
         ``'JPEG'``, ``'PNG'``, ``'BMP'``, ``'TIFF'`` or ``'OME-TIFF'``.
+    warnings : tuple of str
+        Problems in the header that do not stop the image from being read, one
+        sentence each, for a person (for example an absurd pixel size that was
+        ignored, or tifffile's complaints about the file's structure); empty for
+        a sound file.
     """
 
     width: int
@@ -35,3 +40,4 @@ class ImageInfo:
     pixel_size_um: float | None = None
     tiled: bool = False
     format: str = ""
+    warnings: tuple[str, ...] = ()

@@ -6,10 +6,12 @@ Which source wins and when a resolution tag is believed is in the notes of
 
 from __future__ import annotations
 
-import math
 import xml.etree.ElementTree as ET
 
 import tifffile
+
+from ..calibration import validate_pixel_size
+from ..errors import LeukViewError
 
 __all__ = ["dpi_pixel_size", "tiff_pixel_size"]
 
@@ -33,7 +35,9 @@ _UNIT_UM = {
 }
 
 
-def tiff_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
+def tiff_pixel_size(
+    tif: tifffile.TiffFile, key, warnings: list[str] | None = None
+) -> float | None:
     """Micrometres per pixel of a TIFF's level 0, from the first source that says.
 
     Parameters
@@ -42,22 +46,39 @@ def tiff_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
         The open file (for OME, ImageJ and Aperio metadata).
     key : tifffile.TiffPage
         The key frame of level 0 (for its resolution tags and description).
+    warnings : list of str, optional
+        Gets one sentence for every source that gives an unusable value (not a
+        number, infinite, zero, negative or outside
+        :data:`~leukview.core.calibration.MIN_PIXEL_SIZE_UM` ..
+        :data:`~leukview.core.calibration.MAX_PIXEL_SIZE_UM`) or whose metadata
+        block is damaged; such a source is skipped.
 
     Returns
     -------
     float or None
         From OME ``PhysicalSizeX``, ImageJ ``unit``, Aperio ``MPP`` or, when
-        plausible, ``XResolution`` in inch or centimetre; None when none says
-        (a damaged metadata block counts as silent).
+        plausible, ``XResolution`` in inch or centimetre; always finite and in
+        the calibration's range; None when no source gives a usable value.
     """
-    for reader in (_ome_pixel_size, _imagej_pixel_size, _svs_pixel_size, _tag_pixel_size):
+    problems: list[str] = []
+    found: tuple[float, str] | None = None
+    for reader, source in _SOURCES:
         try:
             value = reader(tif, key)
-        except Exception:  # metadata are optional: a damaged block means "unknown"
-            value = None
-        if value is not None:
-            return value
-    return None
+        except Exception as exc:  # metadata are optional: a damaged block means "unknown"
+            problems.append(f"the {source} in the file cannot be read ({_short(exc)})")
+            continue
+        if value is None:
+            continue
+        try:
+            found = validate_pixel_size(value), source
+            break
+        except LeukViewError as exc:
+            problems.append(f"the {source} in the file is unusable: {exc.reason}")
+    if warnings is not None:
+        tail = "the pixel size is unknown" if found is None else f"the {found[1]} is used instead"
+        warnings.extend(f"{p}; {tail}" for p in problems)
+    return None if found is None else found[0]
 
 
 def dpi_pixel_size(dpi) -> float | None:
@@ -75,7 +96,7 @@ def dpi_pixel_size(dpi) -> float | None:
     """
     try:
         xdpi = float(dpi[0])
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return _plausible(25400.0 / xdpi) if xdpi > 0 else None
 
@@ -88,8 +109,10 @@ def _unit_to_um(unit: str | None) -> float | None:
     return _UNIT_UM.get(u)
 
 
-def _positive(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) and value > 0 else None
+def _short(exc: BaseException) -> str:
+    """An exception as one short printable line (messages may quote header bytes)."""
+    text = "".join(c if c.isprintable() else "?" for c in f"{type(exc).__name__}: {exc}")
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _plausible(um_per_px: float | None) -> float | None:
@@ -108,7 +131,7 @@ def _ome_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
             if size is None:
                 return None
             factor = _unit_to_um(el.get("PhysicalSizeXUnit", "µm"))
-            return _positive(float(size) * factor) if factor else None
+            return float(size) * factor if factor else None
     return None
 
 
@@ -130,7 +153,7 @@ def _imagej_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
     res = _xresolution(key)
     if not factor or not res:
         return None
-    return _positive(factor / res)
+    return factor / res
 
 
 def _svs_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
@@ -138,7 +161,7 @@ def _svs_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
         return None
     # Not exported at the package's top level in current tifffile releases.
     mpp = tifffile.tifffile.svs_description_metadata(key.description).get("MPP")
-    return _positive(float(mpp)) if mpp is not None else None
+    return float(mpp) if mpp is not None else None
 
 
 def _tag_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
@@ -147,4 +170,13 @@ def _tag_pixel_size(tif: tifffile.TiffFile, key) -> float | None:
     res = _xresolution(key)
     if per_unit is None or not res:
         return None
-    return _plausible(per_unit / res)
+    return _plausible(per_unit / res)  # defaults (72 dpi, 1 per unit) are silence, not errors
+
+
+# Every source, in order of trust, and its name in warnings.
+_SOURCES = (
+    (_ome_pixel_size, "OME PhysicalSizeX"),
+    (_imagej_pixel_size, "ImageJ unit and XResolution"),
+    (_svs_pixel_size, "Aperio MPP"),
+    (_tag_pixel_size, "XResolution tag"),
+)

@@ -218,11 +218,14 @@ def tiff_info(file: Path, tif: tifffile.TiffFile) -> ImageInfo:
     key = series.levels[0].keyframe
     if tiff_orientation(key) in (5, 6, 7, 8):
         levels = [(h, w) for w, h in levels]
+    warnings: list[str] = []
+    pixel_size = tiff_pixel_size(tif, key, warnings)
     return ImageInfo(
         width=levels[0][0],
         height=levels[0][1],
         levels=levels,
-        pixel_size_um=tiff_pixel_size(tif, key),
+        pixel_size_um=pixel_size,
         tiled=bool(key.is_tiled),
         format="OME-TIFF" if tif.is_ome else "TIFF",
+        warnings=tuple(warnings),
     )
