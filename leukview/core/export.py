@@ -18,19 +18,8 @@ from pathlib import Path
 from .analysis import ModelRun, is_physical_key
 from .atomic import atomic_write_text
 from .calibration import AREA_KEYS, LENGTH_KEYS, Calibration
-from .calls import (  # noqa: F401 - re-exported while the viewer moves to calls
-    ARTEFACT,
-    DEFAULT_CONFIDENCE_THRESHOLD,
-    NON_LEUKOCYTE,
-    CellCall,
-    blast_percentage,
-    call_cell,
-    differential_count,
-    flag_models,
-    review_cells,
-    review_classes,
-    review_order,
-)
+from .calls import DEFAULT_CONFIDENCE_THRESHOLD, CellCall, call_cell
+from .calls import review_classes as review_classes  # deprecated re-export: import it from calls
 from .cells import Cell
 
 FLAG_SEPARATOR = ";"
@@ -39,13 +28,8 @@ LEADING_COLUMNS = ("id", "call", "confidence", "source", "flags", "reviewed", "r
 
 
 def cell_call(cell: Cell, models: Sequence[ModelRun], use_review: bool = True) -> CellCall:
-    """Deprecated: use :func:`leukview.core.calls.call_cell`."""
+    """Deprecated (the viewer still imports it): use :func:`leukview.core.calls.call_cell`."""
     return call_cell(cell, models, use_review=use_review)
-
-
-def is_flagged(cell: Cell, models: Sequence[ModelRun], threshold: float) -> bool:
-    """Deprecated: use ``call_cell(...).needs_review``."""
-    return call_cell(cell, models, threshold).needs_review
 
 
 def physical_columns(measures: Sequence[str]) -> list[str]:
