@@ -65,3 +65,20 @@ def test_import_linter_contracts_hold():
         pytest.skip("import-linter not installed")
     result = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_import_cycle_in_the_app():
+    grimp = __import__("pytest").importorskip("grimp")
+    graph = grimp.build_graph("leukview", cache_dir=None)
+    cycles = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            if imported == importer or not imported.startswith("leukview"):
+                continue
+            # a package's __init__ re-exporting its own private modules is not a cycle
+            if imported.startswith(importer + ".") or importer.startswith(imported + "."):
+                continue
+            back = graph.find_shortest_chain(importer=imported, imported=importer)
+            if back and not any(m.startswith(importer + ".") for m in back[1:-1]):
+                cycles.append(" -> ".join([importer, *back[1:]]))
+    assert cycles == []

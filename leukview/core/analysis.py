@@ -18,6 +18,7 @@ from .calls import DEFAULT_CONFIDENCE_THRESHOLD, call_cell
 from .cells import CELL_KINDS, Cell
 from .errors import LeukViewError
 from .progress import AnalysisCancelled, ProgressCallback
+from .runs import ModelRun
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is slow to import
     from .models import Classifier
@@ -35,36 +36,6 @@ def is_physical_key(key: str) -> bool:
     on a cell, so a document's stored values are dropped on reading.
     """
     return key.endswith(("_um", "_um2"))
-
-
-@dataclass
-class ModelRun:
-    """Which model ran on an image, and where."""
-
-    name: str
-    version: str
-    provider: str
-    classes: list[str] = field(default_factory=list)
-    positive_class: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "provider": self.provider,
-            "classes": list(self.classes),
-            "positive_class": self.positive_class,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelRun:
-        return cls(
-            name=data["name"],
-            version=str(data.get("version", "")),
-            provider=str(data.get("provider", "")),
-            classes=list(data.get("classes", [])),
-            positive_class=data.get("positive_class"),
-        )
 
 
 @dataclass

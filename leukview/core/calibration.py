@@ -178,6 +178,9 @@ class Calibration:
         """Read :meth:`to_dict`; an unusable value is LeukViewError (a damaged document)."""
         if not data or data.get("pixel_size_um") is None:
             return cls.unknown()
-        source = data.get("source") or "user"
+        source = str(data.get("source") or "user")
         legacy = {"set by the user": "user", "from the file": "file", "estimated from red cells": "rbc-estimate"}
-        return cls(data["pixel_size_um"], legacy.get(source, source))
+        source = legacy.get(source, source)
+        if source not in SOURCE_TEXT:
+            raise LeukViewError(f"unknown calibration source {source!r}")
+        return cls(data["pixel_size_um"], source)  # type: ignore[arg-type]  # checked above

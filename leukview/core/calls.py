@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .analysis import ModelRun
     from .cells import Cell
+    from .runs import ModelRun
 
 REVIEW = "review"
 ARTEFACT = "artefact"
