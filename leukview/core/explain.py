@@ -9,17 +9,35 @@ Discriminative Localization", CVPR 2016): no gradients, no approximation.
 that this identity can be checked; :func:`class_activation_map` gives the
 display version (ReLU, scaled to [0, 1]).
 
-All functions are pure: they take arrays and return new arrays.
+Occlusion maps (:func:`occlusion_map`, :func:`occlusion_drops`) need only the
+model's scores: a grey patch (the model's mean colour) slides over the crop
+and the drop of the called class's probability is recorded per position
+(Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks",
+ECCV 2014). Both kinds come as a :class:`SaliencyMap` in the CAM's
+coordinates (a grid over the crop and the crop's box in the image), so a
+viewer shows either with :func:`cam_to_image`. :func:`deletion_curve`
+measures how faithful a map is (Petsiuk et al., "RISE", BMVC 2018): grey
+out the pixels it ranks highest first and follow the class's probability;
+the area under that curve is compared with random orders.
+
+The CAM functions are pure: they take arrays and return new arrays. The
+occlusion and deletion functions run a model (a :class:`Classifier`, or
+any ``predict(batch) -> probabilities`` callable).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .cells import Cell
+
+if TYPE_CHECKING:
+    from .models import Classifier
 
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO}
 
@@ -216,3 +234,315 @@ def heatmap_overlay(
     weight = (alpha * heat)[..., None]
     blended = image.astype(np.float32) * (1.0 - weight) + colour * weight
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------
+# occlusion maps and deletion curves (model-agnostic: onnxruntime scores only)
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""``predict(batch (N, 3, S, S) float32) -> probabilities (N, K)``: any model's forward pass."""
+
+
+@dataclass(frozen=True)
+class SaliencyMap:
+    """One cell's explanation map, in the CAM's coordinates, whatever made it.
+
+    Attributes
+    ----------
+    kind : {'cam', 'occlusion'}
+    grid : ndarray of float32, shape (h, w)
+        Values in [0, 1] over the model's input crop (as ``Prediction.cam``):
+        :func:`cam_to_image` places it with ``box``. For a CAM, (h, w) is the
+        feature grid; for occlusion the crop's pixels (S, S).
+    box : tuple of float
+        (x0, y0, x1, y1), the crop's square in image pixels (as ``Prediction.cam_box``).
+    class_index : int
+        Class explained (the called one unless asked otherwise).
+    label : str
+    probability : float
+        That class's probability on the intact crop.
+    raw : ndarray of float32, shape (h, w)
+        Unscaled values: for occlusion, the signed drop of the probability
+        when the region is greyed out (negative: hiding it raises the
+        probability); for a CAM, its un-rectified map.
+    """
+
+    kind: str
+    grid: np.ndarray
+    box: tuple[float, float, float, float]
+    class_index: int
+    label: str
+    probability: float
+    raw: np.ndarray
+
+
+@dataclass(frozen=True)
+class DeletionCurve:
+    """The called class's probability as the most salient pixels are greyed out first.
+
+    Attributes
+    ----------
+    fractions : ndarray of float, shape (steps + 1,)
+        Share of the crop's pixels removed, 0 to 1.
+    probabilities : ndarray of float32, shape (steps + 1,)
+    auc : float
+        Area under the curve (trapezoid rule over ``fractions``): lower means
+        the map found what the model relies on sooner (more faithful).
+    """
+
+    fractions: np.ndarray
+    probabilities: np.ndarray
+    auc: float
+
+
+def classifier_predictor(classifier: Classifier) -> Predictor:
+    """The probabilities of a :class:`~leukview.core.models.Classifier` as a :data:`Predictor`."""
+    from .models import softmax  # lazy: the models package imports this module
+
+    spec = classifier.spec
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        scores, _ = classifier.run(batch, with_features=False)
+        if spec.scores_kind == "logits":
+            return softmax(scores)
+        scores = np.clip(np.nan_to_num(scores), 0.0, None)
+        total = scores.sum(axis=1, keepdims=True)
+        return np.where(total > 0, scores / np.where(total > 0, total, 1.0), 1.0 / scores.shape[1])
+
+    return predict
+
+
+def _window_starts(size: int, patch: int, stride: int) -> list[int]:
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:  # the last window touches the far border
+        starts.append(size - patch)
+    return starts
+
+
+def _run_batched(predict: Predictor, batch: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate(
+        [np.asarray(predict(batch[s : s + batch_size]), np.float32) for s in range(0, len(batch), batch_size)]
+    )
+
+
+def occlusion_drops(
+    predict: Predictor,
+    crop: np.ndarray,
+    class_index: int | None = None,
+    *,
+    patch: int | None = None,
+    stride: int | None = None,
+    fill: float | Sequence[float] = 0.0,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, int, float]:
+    """How much a class's probability drops when each region of a crop is greyed out.
+
+    A ``patch`` x ``patch`` square of ``fill`` slides over the crop with
+    ``stride`` (the last window touches the border); all occluded copies go
+    through the model in batches of ``batch_size``. Each pixel gets the mean
+    drop of the windows that covered it (Zeiler & Fergus 2014).
+
+    Parameters
+    ----------
+    predict : Predictor
+    crop : ndarray of float32, shape (3, S, S) or (1, 3, S, S)
+        The model's normalised input.
+    class_index : int, optional
+        Class to explain; the most probable one on the intact crop by default.
+    patch, stride : int, optional
+        Default S // 4 and S // 8 (7 x 7 windows).
+    fill : float or sequence of 3 floats
+        Value of the grey patch in the normalised input; 0 is the model's
+        mean colour (``normalize`` maps ``mean`` to 0).
+    batch_size : int
+
+    Returns
+    -------
+    drops : ndarray of float32, shape (S, S)
+        Base probability minus occluded probability, per pixel.
+    class_index : int
+    base : float
+        The class's probability on the intact crop.
+    """
+    crop = np.asarray(crop, np.float32)
+    if crop.ndim == 4 and crop.shape[0] == 1:
+        crop = crop[0]
+    if crop.ndim != 3 or crop.shape[0] != 3 or crop.shape[1] != crop.shape[2]:
+        raise ValueError(f"crop must be a normalised (3, S, S) input, got {crop.shape}")
+    size = crop.shape[1]
+    patch = max(1, size // 4) if patch is None else int(patch)
+    stride = max(1, size // 8) if stride is None else int(stride)
+    if not 1 <= patch <= size or stride < 1:
+        raise ValueError(f"need 1 <= patch <= {size} and stride >= 1, got {patch}, {stride}")
+    starts = _window_starts(size, patch, stride)
+    windows = [(y, x) for y in starts for x in starts]
+    grey = np.asarray(fill, np.float32).reshape(-1, 1, 1)
+    batch = np.repeat(crop[None], len(windows) + 1, axis=0)
+    for n, (y, x) in enumerate(windows, 1):
+        batch[n, :, y : y + patch, x : x + patch] = grey
+    probabilities = _run_batched(predict, batch, batch_size)
+    if class_index is None:
+        class_index = int(np.argmax(probabilities[0]))
+    if not 0 <= class_index < probabilities.shape[1]:
+        raise ValueError(f"class_index {class_index} is outside 0..{probabilities.shape[1] - 1}")
+    base = float(probabilities[0, class_index])
+    total = np.zeros((size, size), np.float64)
+    cover = np.zeros((size, size), np.float64)
+    for (y, x), p in zip(windows, probabilities[1:, class_index], strict=True):
+        total[y : y + patch, x : x + patch] += base - float(p)
+        cover[y : y + patch, x : x + patch] += 1.0
+    return (total / np.maximum(cover, 1.0)).astype(np.float32), class_index, base
+
+
+def occlusion_map(
+    classifier: Classifier,
+    image: np.ndarray,
+    cell: Cell,
+    class_index: int | None = None,
+    *,
+    patch: int | None = None,
+    stride: int | None = None,
+    smooth: bool = True,
+    batch_size: int = 64,
+) -> SaliencyMap:
+    """Occlusion map of one cell by a classifier (onnxruntime only; no gradients).
+
+    The cell is cut and normalised exactly as for classification; the grey
+    patch is the model's mean colour. About (S / stride - 3)^2 + 1 crops go
+    through the model (50 by default): see ``bench/bench_explain.py``.
+
+    Parameters
+    ----------
+    classifier : Classifier
+    image : ndarray of uint8, shape (H, W, 3)
+    cell : Cell
+    class_index : int, optional
+        Class to explain (default: the called class).
+    patch, stride : int, optional
+        See :func:`occlusion_drops`.
+    smooth : bool
+        Soften the window edges with a Gaussian of sigma stride / 2.
+
+    Returns
+    -------
+    SaliencyMap
+        ``kind='occlusion'``; ``grid`` (S, S): the positive drops scaled to [0, 1].
+    """
+    from .preprocess import crop_box, preprocess_cells
+
+    spec = classifier.spec
+    batch = preprocess_cells(image, [cell], spec.crop, spec.input_size, spec.mean, spec.std)
+    size = spec.input_size
+    stride_px = max(1, size // 8) if stride is None else int(stride)
+    drops, index, base = occlusion_drops(
+        classifier_predictor(classifier), batch[0], class_index,
+        patch=patch, stride=stride_px, batch_size=batch_size,
+    )
+    shown = drops
+    if smooth:
+        shown = cv2.GaussianBlur(drops, (0, 0), sigmaX=max(stride_px / 2.0, 0.5), borderType=cv2.BORDER_REFLECT)
+    box = tuple(float(v) for v in crop_box(cell, spec.crop))
+    return SaliencyMap(
+        "occlusion", scale_cam(shown), box, index, spec.classes[index], base, drops  # type: ignore[arg-type]
+    )
+
+
+def cam_map(classifier: Classifier, image: np.ndarray, cell: Cell, class_index: int | None = None) -> SaliencyMap:
+    """The CAM of one cell as a :class:`SaliencyMap` (the same map ``Classifier.predict`` gives).
+
+    Raises
+    ------
+    ValueError
+        The model has no features output.
+    """
+    from .models import softmax
+    from .preprocess import crop_box, preprocess_cells
+
+    spec = classifier.spec
+    if not spec.features_output:
+        raise ValueError(f"model '{spec.name}' has no features output: no CAM")
+    batch = preprocess_cells(image, [cell], spec.crop, spec.input_size, spec.mean, spec.std)
+    scores, features = classifier.run(batch, with_features=True)
+    assert features is not None
+    probabilities = softmax(scores)[0] if spec.scores_kind == "logits" else np.asarray(scores[0])
+    index = int(np.argmax(probabilities)) if class_index is None else int(class_index)
+    if classifier.cam_weights is not None:
+        raw = raw_class_activation_maps(features[0], classifier.cam_weights[index : index + 1])[0]
+        grid = scale_cam(raw)
+    else:
+        raw = features[0].mean(axis=0)
+        grid = feature_activation_map(features[0])
+    box = tuple(float(v) for v in crop_box(cell, spec.crop))
+    return SaliencyMap(
+        "cam", grid, box, index, spec.classes[index], float(probabilities[index]), raw  # type: ignore[arg-type]
+    )
+
+
+def deletion_curve(
+    predict: Predictor,
+    crop: np.ndarray,
+    class_index: int,
+    saliency: np.ndarray | None = None,
+    *,
+    steps: int = 20,
+    fill: float | Sequence[float] = 0.0,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> DeletionCurve:
+    """Grey out a crop's pixels, most salient first, and follow a class's probability.
+
+    Petsiuk et al. 2018 (RISE): a faithful map names first the pixels whose
+    loss hurts the class most, so its curve falls fast and its area is small.
+    Compare with ``saliency=None`` (a random order, the baseline).
+
+    Parameters
+    ----------
+    predict : Predictor
+    crop : ndarray of float32, shape (3, S, S)
+        Normalised model input.
+    class_index : int
+        Class followed (usually the called one).
+    saliency : ndarray of float, shape (h, w), optional
+        Any map over the crop (a CAM grid, an occlusion map); resized
+        bilinearly to S x S (as :func:`cam_to_image` does). Ties are broken
+        at random, so a flat map is a random order. None: a random order.
+    steps : int
+        The curve has ``steps + 1`` points, from nothing to everything removed.
+    fill : float or sequence of 3 floats
+        Normalised value of a removed pixel (0: the model's mean colour).
+    seed : int
+        Seeds the random order and the tie-breaks.
+
+    Returns
+    -------
+    DeletionCurve
+    """
+    crop = np.asarray(crop, np.float32)
+    if crop.ndim == 4 and crop.shape[0] == 1:
+        crop = crop[0]
+    if crop.ndim != 3 or crop.shape[0] != 3:
+        raise ValueError(f"crop must be a normalised (3, S, S) input, got {crop.shape}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    height, width = crop.shape[1:]
+    rng = np.random.default_rng(seed)
+    tiebreak = rng.random(height * width)
+    if saliency is None:
+        order = np.argsort(tiebreak)
+    else:
+        saliency = np.asarray(saliency, np.float32)
+        if saliency.ndim != 2 or saliency.size == 0:
+            raise ValueError(f"saliency must be a non-empty (h, w) map, got {saliency.shape}")
+        if saliency.shape != (height, width):
+            saliency = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
+        order = np.lexsort((tiebreak, -np.nan_to_num(saliency).ravel()))
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    counts = np.round(fractions * height * width).astype(np.int64)
+    grey = np.broadcast_to(np.asarray(fill, np.float32).reshape(-1, 1), (3, height * width))
+    batch = np.repeat(crop.reshape(1, 3, -1), steps + 1, axis=0)
+    for n, count in enumerate(counts):
+        removed = order[:count]
+        batch[n][:, removed] = grey[:, removed]
+    probabilities = _run_batched(predict, batch.reshape(-1, 3, height, width), batch_size)[:, class_index]
+    auc = float(np.sum((probabilities[1:] + probabilities[:-1]) * np.diff(fractions)) / 2.0)  # trapezoid
+    return DeletionCurve(fractions, probabilities.astype(np.float32), auc)
