@@ -1,0 +1,226 @@
+"""The viewer's one table of commands and keys, without Qt.
+
+The menus and their QActions, the Review panel's key legend and the
+keyboard-shortcuts help are all generated from :data:`BINDINGS` and
+:func:`class_keys`, so a key is written once. Keys are portable key-sequence
+text (``"Ctrl+Shift+Z"``, ``"Space"``), as Qt's ``QKeySequence`` reads it;
+``standard`` names a ``QKeySequence.StandardKey`` whose platform keys the GUI
+adds (``Undo`` is also Cmd+Z on macOS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .calls import display_name
+
+__all__ = [
+    "BINDINGS",
+    "CLASS_KEYS",
+    "GESTURES",
+    "GROUPS",
+    "Binding",
+    "KeymapError",
+    "binding",
+    "bindings_in",
+    "check_keymap",
+    "class_key",
+    "class_keys",
+    "display_key",
+    "help_sections",
+    "key_text",
+    "legend_actions",
+]
+
+
+class KeymapError(ValueError):
+    """A key bound twice, an unknown group, or a repeated command id."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One command of the viewer.
+
+    Attributes
+    ----------
+    id : str
+        The command's name (``"undo"``); the GUI maps it to a slot.
+    text : str
+        Menu text, ``&`` before the mnemonic.
+    group : str
+        The menu it belongs to (a key of :data:`GROUPS`).
+    keys : tuple of str
+        Key sequences, the first the one shown.
+    standard : str or None
+        A ``QKeySequence.StandardKey`` name whose platform keys are added.
+    help : str
+        What the shortcuts help says it does; empty: not listed there.
+    legend : str
+        One word for the Review panel's key legend; empty: not listed there.
+    tip : str
+        Status-bar and tooltip text.
+    section : str
+        Menus put a separator between consecutive bindings of different sections.
+    """
+
+    id: str
+    text: str
+    group: str
+    keys: tuple[str, ...] = ()
+    standard: str | None = None
+    help: str = ""
+    legend: str = ""
+    tip: str = ""
+    section: str = ""
+
+    @property
+    def label(self) -> str:
+        """The menu text without its mnemonic and ellipsis."""
+        return self.text.replace("&", "").rstrip("…")
+
+
+GROUPS: dict[str, str] = {
+    "file": "&File",
+    "edit": "&Edit",
+    "view": "&View",
+    "image": "&Image",
+    "review": "&Review",
+    "help": "&Help",
+}
+
+BINDINGS: tuple[Binding, ...] = (
+    Binding("open", "&Open image…", "file", ("Ctrl+O",), "Open", "open an image or a session", section="open"),
+    Binding("open_sample", "Open &sample", "file", section="open"),
+    Binding("save", "&Save session", "file", ("Ctrl+S",), "Save", "save the review now", section="save"),
+    Binding("export_csv", "Export cells as &CSV…", "file", section="export"),
+    Binding("export_png", "Export &PNG snapshot…", "file", section="export"),
+    Binding("export_pdf", "Export PDF &report…", "file", ("Ctrl+P",), help="export the PDF report",
+            section="export"),
+    Binding("quit", "&Quit", "file", ("Ctrl+Q",), "Quit", section="quit"),
+    Binding("undo", "&Undo", "edit", ("Ctrl+Z",), "Undo", "undo the last review decision", "undo",
+            section="undo"),
+    Binding("redo", "&Redo", "edit", ("Ctrl+Shift+Z", "Ctrl+Y"), "Redo", "redo it", section="undo"),
+    Binding("settings", "&Settings…", "edit", (), "Preferences", section="settings"),
+    Binding("zoom_in", "Zoom &in", "view", ("+", "=", "Ctrl++"), help="zoom in", section="zoom"),
+    Binding("zoom_out", "Zoom &out", "view", ("-", "Ctrl+-"), help="zoom out", section="zoom"),
+    Binding("fit", "&Fit to window", "view", ("F", "Ctrl+0"), help="fit the image", section="zoom"),
+    Binding("actual_size", "&Actual size (1:1)", "view", ("Ctrl+1",), help="actual size (1:1)", section="zoom"),
+    Binding("heatmap", "Cycle &heatmap (off / cell / field)", "view", ("H",),
+            help="heatmap off / selected cell / all cells", section="layers"),
+    Binding("labels", "Toggle &labels", "view", ("L",), help="labels on / off", section="layers"),
+    Binding("analyse", "&Analyse", "image", ("Ctrl+R",), help="analyse (a large image: the field in view)",
+            tip="Segment and classify the image"),
+    Binding("cancel", "&Cancel analysis", "image", ("Esc",), help="cancel the analysis"),
+    Binding("pixel_size", "Set &pixel size…", "image"),
+    Binding("next", "&Next cell", "review", ("N", "Space"), help="next unreviewed cell (flagged first)",
+            legend="next", tip="Next unreviewed cell in review order"),
+    Binding("previous", "&Previous cell", "review", ("P", "Shift+Space"), help="previous cell", legend="previous"),
+    Binding("accept", "&Accept the call", "review", ("Return", "Enter"), help="accept the call on the cell",
+            legend="accept"),
+    Binding("clear", "C&lear review", "review", ("Backspace", "Delete"), help="clear the review of the cell",
+            legend="clear"),
+    Binding("shortcuts", "&Keyboard shortcuts", "help", ("F1",), help="this list"),
+    Binding("about", "&About LeukView", "help"),
+)  # fmt: skip
+
+#: The keys reserved for classes, in the order classes take them (0: the last class, artefact).
+CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")
+
+#: What the mouse and the arrow keys do in the slide view (not commands: listed in the help only).
+GESTURES: tuple[tuple[str, str], ...] = (
+    ("Wheel", "zoom about the cursor"),
+    ("Arrows", "pan (Shift: a screen); dragging also pans"),
+    ("Right click", "classify the cell under the cursor"),
+)
+
+
+def binding(command: str) -> Binding:
+    """The binding of a command id; KeyError when there is none."""
+    for item in BINDINGS:
+        if item.id == command:
+            return item
+    raise KeyError(command)
+
+
+def bindings_in(group: str, bindings: Sequence[Binding] = BINDINGS) -> list[Binding]:
+    """The bindings of one menu, in table order."""
+    return [b for b in bindings if b.group == group]
+
+
+def class_key(index: int, count: int) -> str | None:
+    """The number key of the class at ``index`` of ``count``: 1-9, and 0 for the last (artefact)."""
+    if index == count - 1:
+        return CLASS_KEYS[-1]
+    if index < len(CLASS_KEYS) - 1:
+        return CLASS_KEYS[index]
+    return None
+
+
+def class_keys(classes: Sequence[str]) -> list[tuple[str | None, str]]:
+    """(key, class) for every class a reviewer assigns, in order; key None beyond the ninth."""
+    return [(class_key(i, len(classes)), name) for i, name in enumerate(classes)]
+
+
+# Keys as people name them on screen (Qt's "Enter" is the keypad's, "Return" the main one).
+_SHOWN = {"Return": "Enter", "Esc": "Esc"}
+
+
+def display_key(key: str) -> str:
+    """A key as the legend and the help write it (``Return`` -> ``Enter``)."""
+    return _SHOWN.get(key, key)
+
+
+def key_text(item: Binding) -> str:
+    """How the help writes a binding's keys: ``N / Space`` (keys shown alike once)."""
+    return " / ".join(dict.fromkeys(display_key(k) for k in item.keys))
+
+
+def help_sections(classes: Sequence[str], bindings: Sequence[Binding] = BINDINGS) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The shortcuts help: (section title, [(keys, what they do)]).
+
+    The first section is the class keys (from :func:`class_keys`), then one
+    section per menu of the bindings with a ``help`` text, then
+    :data:`GESTURES`.
+    """
+    sections: list[tuple[str, list[tuple[str, str]]]] = [
+        ("Classify", [(key, f"classify as {display_name(name)}") for key, name in class_keys(classes) if key])
+    ]
+    for group, title in GROUPS.items():
+        rows = [(key_text(b), b.help) for b in bindings_in(group, bindings) if b.help and b.keys]
+        if rows:
+            sections.append((title.replace("&", ""), rows))
+    sections.append(("Mouse and arrows", list(GESTURES)))
+    return sections
+
+
+#: The order of the Review panel's legend: the decision first, then moving on, then taking back.
+LEGEND_ORDER = ("accept", "next", "previous", "clear", "undo")
+
+
+def legend_actions(bindings: Sequence[Binding] = BINDINGS) -> list[tuple[str, str]]:
+    """(key, word) of the commands the Review panel's legend lists, e.g. ``("Enter", "accept")``."""
+    listed = [b for b in bindings if b.legend and b.keys]
+    rank = {command: i for i, command in enumerate(LEGEND_ORDER)}
+    listed.sort(key=lambda b: rank.get(b.id, len(rank)))
+    return [(display_key(b.keys[0]), b.legend) for b in listed]
+
+
+def check_keymap(bindings: Iterable[Binding] = BINDINGS) -> None:
+    """Raise :class:`KeymapError` when a key is bound twice (class keys included) or a binding is malformed."""
+    owner: dict[str, str] = {key.lower(): "class keys" for key in CLASS_KEYS}
+    ids: set[str] = set()
+    for item in bindings:
+        if item.id in ids:
+            raise KeymapError(f"command {item.id!r} is listed twice")
+        ids.add(item.id)
+        if item.group not in GROUPS:
+            raise KeymapError(f"command {item.id!r} is in an unknown group {item.group!r}")
+        for key in item.keys:
+            folded = key.lower()
+            if folded in owner:
+                raise KeymapError(f"key {key} is bound to {owner[folded]} and to {item.id}")
+            owner[folded] = item.id
+
+
+check_keymap()  # a table that binds a key twice must not ship
