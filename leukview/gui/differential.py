@@ -20,17 +20,16 @@ from PySide6.QtWidgets import (
 )
 
 from leukview.core.analysis import ModelRun
-from leukview.core.cells import Cell
-from leukview.core.export import (
+from leukview.core.calls import (
     NON_LEUKOCYTE,
-    blast_percentage,
+    Differential,
     differential_count,
+    display_name,
     flag_models,
-    review_classes,
 )
+from leukview.core.keymap import class_keys
 
-from .cellinfo import class_colour, pretty
-from .review import key_for
+from .cellinfo import class_colour
 
 TARGETS = (100, 200)
 
@@ -87,7 +86,7 @@ class DifferentialPanel(QWidget):
         layout.addLayout(target_row)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.note)
-        self.update_counts([], [])
+        self.update_counts(differential_count([], []), [], [])
 
     def target_value(self) -> int:
         return int(self.target.currentData() or TARGETS[0])
@@ -97,16 +96,25 @@ class DifferentialPanel(QWidget):
         if index >= 0:
             self.target.setCurrentIndex(index)
 
-    def update_counts(self, cells: Sequence[Cell], models: Sequence[ModelRun]) -> None:
-        diff = differential_count(cells, models)
-        blast = blast_percentage(cells, models)
+    def update_counts(self, diff: Differential, models: Sequence[ModelRun], classes: Sequence[str]) -> None:
+        """Show a differential (:func:`leukview.core.calls.differential_count`).
+
+        Parameters
+        ----------
+        diff : Differential
+        models : sequence of ModelRun
+            The models that ran (named as the source of the blast calls).
+        classes : sequence of str
+            The review classes, in key order (for the Key column).
+        """
+        blast = diff.blast_percent
         flaggers = flag_models(models)
         if blast is None:
             self.blast.setText("Blasts: —")
             self.blast.setStyleSheet("")
             self.blast_note.setText(
                 "No blast model ran and no cell is reviewed yet."
-                if not flaggers and cells
+                if not flaggers and diff.total
                 else "No classified white cell yet."
             )
         else:
@@ -114,8 +122,7 @@ class DifferentialPanel(QWidget):
             self.blast.setStyleSheet("color: #C62828;" if blast > 0 else "")
             source = ", ".join(f"{m.name} {m.version}" for m in flaggers) or "reviewer labels only"
             self.blast_note.setText(
-                f"{diff.counts.get('blast', 0)} of {diff.leukocytes} white cells; "
-                f"calls by {source}, corrections included."
+                f"{diff.blast_count} of {diff.leukocytes} white cells; calls by {source}, corrections included."
             )
         target = self.target_value()
         self.progress.setRange(0, target)
@@ -123,16 +130,16 @@ class DifferentialPanel(QWidget):
         self.progress.setFormat(f"{diff.leukocytes} of {target} white cells counted · {diff.reviewed} reviewed")
 
         rows = list(diff.classes)
-        keyed = review_classes(models)
+        keys = {name: key for key, name in class_keys(classes)}
         self.table.setRowCount(len(rows) + 2)
         for row, name in enumerate(rows):
             count = diff.counts.get(name, 0)
             percent = diff.percent(name)
-            swatch = QTableWidgetItem(pretty(name))
+            swatch = QTableWidgetItem(display_name(name))
             swatch.setData(Qt.ItemDataRole.DecorationRole, class_colour(name))
             if name in NON_LEUKOCYTE:
                 swatch.setForeground(QColor("gray"))
-            key = key_for(keyed.index(name), len(keyed)) if name in keyed else None
+            key = keys.get(name)
             cells_row = [
                 swatch,
                 QTableWidgetItem(key or ""),

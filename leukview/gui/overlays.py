@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -28,12 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from leukview.core.analysis import ModelRun
 from leukview.core.cells import Cell
-from leukview.core.export import cell_call, is_flagged
 
 from .cellinfo import FLAG_COLOUR, KIND_COLOURS, call_text, class_colour, tooltip_html
 from .tiles import to_qimage_rgba
+
+if TYPE_CHECKING:
+    from leukview.core.document import ReviewDocument
 
 Z_CELL, Z_WBC, Z_HEAT, Z_SELECTION, Z_LABEL, Z_PREVIEW = 1, 2, 3, 4, 5, 7
 HEAT_SIZE = 96
@@ -187,15 +189,17 @@ class OverlayOptions:
 
 
 class CellOverlay:
-    """All overlay items of one image, kept in step with the cells and the options."""
+    """All overlay items of one image, kept in step with the cells and the options.
 
-    def __init__(self, scene: QGraphicsScene) -> None:
+    Calls, the threshold, the models and the calibration are read from the
+    document at every refresh, so the overlay never holds a copy of them.
+    """
+
+    def __init__(self, scene: QGraphicsScene, document: ReviewDocument) -> None:
         self.scene = scene
+        self.document = document
         self.options = OverlayOptions()
         self.cells: dict[int, Cell] = {}
-        self.models: list[ModelRun] = []
-        self.threshold = 0.7
-        self.pixel_size_um: float | None = None
         self.selected: int | None = None
         self._items: dict[int, CellItem] = {}
         self._heat: dict[tuple[int, str], QGraphicsPixmapItem] = {}
@@ -222,9 +226,8 @@ class CellOverlay:
         self._selection.setVisible(False)
         self.clear_preview()
 
-    def set_cells(self, cells: Sequence[Cell], models: Sequence[ModelRun]) -> None:
+    def set_cells(self, cells: Sequence[Cell]) -> None:
         self.clear()
-        self.models = list(models)
         for cell in cells:
             if len(cell.contour) < 3:
                 continue
@@ -246,8 +249,8 @@ class CellOverlay:
         cell = self.cells.get(cell_id)
         if item is None or cell is None:
             return
-        call = cell_call(cell, self.models)
-        flagged = is_flagged(cell, self.models, self.threshold)
+        call = self.document.call(cell)
+        flagged = call.needs_review
         if cell.kind == "wbc" or call.reviewed:
             colour = class_colour(call.label)
             pen = QPen(colour, 2.5 if call.reviewed else 2.0)
@@ -257,13 +260,13 @@ class CellOverlay:
             pen = QPen(KIND_COLOURS.get(cell.kind, QColor("white")), 1.0)
         pen.setCosmetic(True)
         item.setPen(pen)
-        item.setToolTip(tooltip_html(cell, self.models, self.threshold, self.pixel_size_um))
+        item.setToolTip(tooltip_html(cell, call, self.document.models, self.document.calibration))
         if item.label_item is None and call.reviewed:
             item.label_item = LabelItem()
             item.label_item.setPos(QPointF(cell.bbox[0], cell.bbox[1]))
             self.scene.addItem(item.label_item)
         if item.label_item is not None:
-            item.label_item.set_content(call_text(cell, self.models, self.threshold), class_colour(call.label), flagged)
+            item.label_item.set_content(call_text(cell, call), class_colour(call.label), flagged)
             item.label_item.setToolTip(item.toolTip())
         self._apply_item(item)
         if self.selected == cell_id:
@@ -277,7 +280,7 @@ class CellOverlay:
     # -- visibility ---------------------------------------------------------
 
     def _class_of(self, cell: Cell) -> str | None:
-        return cell_call(cell, self.models).label
+        return self.document.call(cell).label
 
     def _apply_item(self, item: CellItem) -> None:
         cell = self.cells[item.cell_id]
@@ -314,7 +317,7 @@ class CellOverlay:
         """The model whose map explains this cell: the chosen one, else the one behind its call."""
         if self.options.heat_model:
             return self.options.heat_model if self.options.heat_model in cell.predictions else None
-        call = cell_call(cell, self.models)
+        call = self.document.call(cell)
         if call.model:
             return call.model
         # reviewed or unclassified: the first model with a map

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import (
@@ -12,12 +13,11 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
-    QSize,
     QSortFilterProxyModel,
     Qt,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -26,9 +26,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QListView,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QTableView,
@@ -37,30 +34,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from leukview.core.analysis import ModelRun
+from leukview.core.calls import display_name, review_cells, review_classes, review_order
 from leukview.core.cells import Cell
-from leukview.core.export import (
-    cell_call,
-    is_flagged,
-    review_cells,
-    review_classes,
-    review_order,
-)
+from leukview.core.keymap import class_keys, legend_actions
 
 from .cellinfo import (
-    FLAG_COLOUR,
     MEASURES,
     class_colour,
     measure_text,
+    measure_unit,
     measure_value,
-    pretty,
     tooltip_html,
 )
-from .tiles import to_qimage
+from .gallery import CELL_ID_ROLE, Gallery
+
+if TYPE_CHECKING:
+    from leukview.core.document import ReviewDocument
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
-CELL_ID_ROLE = Qt.ItemDataRole.UserRole + 1
-THUMB = 84
 
 FIXED_COLUMNS = ("Review", "ID", "Class", "Model call", "Kind")
 FILTER_KEYS = {
@@ -81,23 +72,25 @@ TERM = re.compile(r"^([a-z:]+)\s*(<=|>=|<|>|=)\s*([-+0-9.eE]+)$")
 
 
 class CellTableModel(QAbstractTableModel):
-    """Review cells as rows; sort keys in SORT_ROLE, the cell id in CELL_ID_ROLE."""
+    """Review cells as rows; sort keys in SORT_ROLE, the cell id in CELL_ID_ROLE.
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    Calls, flags and µm figures are read from the document when shown, so a
+    new threshold or pixel size changes every row.
+    """
+
+    def __init__(self, document: ReviewDocument, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.document = document
         self.cells: list[Cell] = []
-        self.models: list[ModelRun] = []
-        self.threshold = 0.7
-        self.pixel_size_um: float | None = None
         self._rank: dict[int, int] = {}
         self._row: dict[int, int] = {}
 
-    def set_cells(self, cells: Sequence[Cell], models: Sequence[ModelRun], threshold: float) -> None:
+    def set_cells(self, cells: Sequence[Cell]) -> None:
+        """Show the review cells of ``cells``, ranked in review order (flagged first)."""
         self.beginResetModel()
-        self.models = list(models)
-        self.threshold = threshold
         self.cells = review_cells(cells)
-        self._rank = {c.id: i for i, c in enumerate(review_order(self.cells, self.models, threshold))}
+        document = self.document
+        self._rank = {c.id: i for i, c in enumerate(review_order(self.cells, document.models, document.threshold))}
         self._row = {c.id: i for i, c in enumerate(self.cells)}
         self.endResetModel()
 
@@ -130,11 +123,8 @@ class CellTableModel(QAbstractTableModel):
         if section < len(FIXED_COLUMNS):
             return FIXED_COLUMNS[section]
         key, title = MEASURES[section - len(FIXED_COLUMNS)]
-        if key in ("area", "nucleus_area"):
-            return f"{title} ({'µm²' if self.pixel_size_um else 'px²'})"
-        if key == "equivalent_diameter":
-            return f"{title} ({'µm' if self.pixel_size_um else 'px'})"
-        return title
+        unit = measure_unit(key, self.document.calibration)
+        return f"{title} ({unit})" if unit else title
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -143,12 +133,12 @@ class CellTableModel(QAbstractTableModel):
         col = index.column()
         if role == CELL_ID_ROLE:
             return cell.id
+        call = self.document.call(cell)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return tooltip_html(cell, self.models, self.threshold, self.pixel_size_um)
-        flagged = is_flagged(cell, self.models, self.threshold)
+            return tooltip_html(cell, call, self.document.models, self.document.calibration)
+        flagged = call.needs_review
         if role == Qt.ItemDataRole.BackgroundRole and flagged:
             return QBrush(QColor(255, 179, 0, 45))
-        call = cell_call(cell, self.models)
         if col == 0:
             if role == Qt.ItemDataRole.DisplayRole:
                 return "✓ reviewed" if call.reviewed else ("⚑ check" if flagged else "")
@@ -161,7 +151,7 @@ class CellTableModel(QAbstractTableModel):
                 return cell.id
         elif col == 2:
             if role == Qt.ItemDataRole.DisplayRole:
-                return pretty(call.label)
+                return display_name(call.label)
             if role == SORT_ROLE:
                 return call.label or "~"
             if role == Qt.ItemDataRole.DecorationRole:
@@ -172,11 +162,11 @@ class CellTableModel(QAbstractTableModel):
                 return font
         elif col == 3:
             # what the models said, kept visible after a review so corrections can be checked
-            model = cell_call(cell, self.models, use_review=False)
+            model = self.document.model_call(cell)
             if role == Qt.ItemDataRole.DisplayRole:
                 if model.label is None:
                     return ""
-                return f"{pretty(model.label)} {model.confidence:.0%}" if model.confidence is not None else ""
+                return f"{display_name(model.label)} {model.confidence:.0%}" if model.confidence is not None else ""
             if role == SORT_ROLE:
                 return -1.0 if model.confidence is None else model.confidence
             if role == Qt.ItemDataRole.ForegroundRole and call.reviewed and model.label != call.label:
@@ -187,9 +177,9 @@ class CellTableModel(QAbstractTableModel):
         else:
             key = MEASURES[col - len(FIXED_COLUMNS)][0]
             if role == Qt.ItemDataRole.DisplayRole:
-                return measure_text(cell, key, self.pixel_size_um)
+                return measure_text(cell, key, self.document.calibration)
             if role == SORT_ROLE:
-                value = measure_value(cell, key, self.pixel_size_um)
+                value = measure_value(cell, key, self.document.calibration)
                 return -1.0 if value is None else value
             if role == Qt.ItemDataRole.TextAlignmentRole:
                 return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -245,153 +235,27 @@ class CellFilterProxy(QSortFilterProxyModel):
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
         model: CellTableModel = self.sourceModel()  # type: ignore[assignment]
+        document = model.document
         cell = model.cells[row]
-        call = cell_call(cell, model.models)
+        call = document.call(cell)
         if self.class_name is not None and (call.label or "") != self.class_name:
             return False
         if self.unreviewed_only and cell.review.reviewed:
             return False
-        if self.flagged_only and not is_flagged(cell, model.models, model.threshold):
+        if self.flagged_only and not call.needs_review:
             return False
         for key, compare, value in self.terms:
             if key == "id":
                 actual: float | None = float(cell.id)
             elif key == "confidence":
-                actual = cell_call(cell, model.models, use_review=False).confidence
+                actual = document.model_call(cell).confidence
                 value = value / 100.0 if value > 1.0 else value  # "conf<80" means 80 %
             else:
-                actual = measure_value(cell, key, model.pixel_size_um)
+                actual = measure_value(cell, key, document.calibration)
             if actual is None or not compare(actual, value):
                 return False
-        label = pretty(call.label).lower()
+        label = display_name(call.label).lower()
         return all(word in label or word == str(cell.id) for word in self.words)
-
-
-def thumbnail_pixmap(crop: np.ndarray, colour: QColor, flagged: bool, reviewed: bool) -> QPixmap:
-    """A cell crop framed in its class colour; an amber corner when flagged, a tick when reviewed."""
-    pixmap = QPixmap.fromImage(to_qimage(crop)).scaled(
-        THUMB, THUMB, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
-    )
-    painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-    painter.setPen(QPen(colour, 5))
-    painter.drawRect(2, 2, THUMB - 5, THUMB - 5)
-    if flagged:
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(FLAG_COLOUR))
-        painter.drawEllipse(THUMB - 20, 4, 15, 15)
-        painter.setPen(QColor("black"))
-        painter.drawText(THUMB - 20, 4, 15, 15, Qt.AlignmentFlag.AlignCenter, "?")
-    if reviewed:
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(255, 255, 255, 230))
-        painter.drawEllipse(THUMB - 20, 4, 15, 15)
-        painter.setPen(QPen(QColor(0, 130, 60), 2))
-        painter.drawText(THUMB - 20, 4, 15, 15, Qt.AlignmentFlag.AlignCenter, "✓")
-    painter.end()
-    return pixmap
-
-
-class Gallery(QListWidget):
-    """Cell crops grouped by class, in review order within each group."""
-
-    cell_activated = Signal(int)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.IconMode)
-        self.setFlow(QListView.Flow.LeftToRight)
-        self.setWrapping(True)
-        self.setResizeMode(QListView.ResizeMode.Adjust)
-        self.setMovement(QListView.Movement.Static)
-        self.setIconSize(QSize(THUMB, THUMB))
-        self.setSpacing(4)
-        self.setUniformItemSizes(False)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setWordWrap(False)
-        self._items: dict[int, QListWidgetItem] = {}
-        self._headers: list[QListWidgetItem] = []
-        self._crops: dict[int, np.ndarray] = {}
-        self.pixel_size_um: float | None = None
-        self.currentItemChanged.connect(self._current_changed)
-
-    def _current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
-        if current is not None and current.data(CELL_ID_ROLE) is not None:
-            self.cell_activated.emit(int(current.data(CELL_ID_ROLE)))
-
-    def clear_cells(self) -> None:
-        self._crops.clear()
-        self._items.clear()
-        self._headers.clear()
-        self.clear()
-
-    def rebuild(
-        self,
-        cells: Sequence[Cell],
-        models: Sequence[ModelRun],
-        threshold: float,
-        classes: Sequence[str],
-        crop: Callable[[Cell], np.ndarray | None],
-        order: Callable[[int], int],
-        selected: int | None,
-    ) -> None:
-        """Lay the crops out again (after an analysis or a reclassification)."""
-        self.blockSignals(True)
-        self.clear()
-        self._items.clear()
-        self._headers.clear()
-        groups: dict[str | None, list[Cell]] = {}
-        for cell in cells:
-            groups.setdefault(cell_call(cell, models).label, []).append(cell)
-        names = [c for c in classes if c in groups] + [c for c in groups if c not in classes and c is not None]
-        if None in groups:
-            names.append(None)  # type: ignore[arg-type]
-        header_font = QFont()
-        header_font.setBold(True)
-        for name in names:
-            members = sorted(groups[name], key=lambda c: order(c.id))
-            header = QListWidgetItem(f"{pretty(name).capitalize()}  ({len(members)})")
-            header.setFlags(Qt.ItemFlag.NoItemFlags)
-            header.setFont(header_font)
-            header.setForeground(QBrush(class_colour(name).darker(130) if name else QColor("gray")))
-            header.setSizeHint(QSize(max(200, self.viewport().width() - 12), 26))
-            self.addItem(header)
-            self._headers.append(header)
-            for cell in members:
-                if cell.id not in self._crops:
-                    array = crop(cell)
-                    if array is None:
-                        continue
-                    self._crops[cell.id] = array
-                call = cell_call(cell, models)
-                flagged = is_flagged(cell, models, threshold)
-                icon = QIcon(thumbnail_pixmap(self._crops[cell.id], class_colour(call.label), flagged, call.reviewed))
-                text = f"{cell.id}" + (" ✓" if call.reviewed else f" {call.confidence:.0%}" if call.confidence else "")
-                item = QListWidgetItem(icon, text)
-                item.setData(CELL_ID_ROLE, cell.id)
-                item.setToolTip(tooltip_html(cell, models, threshold, self.pixel_size_um))
-                item.setSizeHint(QSize(THUMB + 10, THUMB + 24))
-                item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
-                self.addItem(item)
-                self._items[cell.id] = item
-        self.blockSignals(False)
-        self.select_cell(selected)
-
-    def select_cell(self, cell_id: int | None) -> None:
-        item = self._items.get(cell_id) if cell_id is not None else None
-        self.blockSignals(True)
-        if item is None:
-            self.clearSelection()
-        else:
-            self.setCurrentItem(item, QItemSelectionModel.SelectionFlag.ClearAndSelect)
-            self.scrollToItem(item)
-        self.blockSignals(False)
-
-    def resizeEvent(self, event) -> None:  # noqa: ANN001
-        super().resizeEvent(event)
-        width = max(200, self.viewport().width() - 12)
-        for header in self._headers:
-            header.setSizeHint(QSize(width, 26))
 
 
 class ReviewPanel(QWidget):
@@ -400,9 +264,10 @@ class ReviewPanel(QWidget):
     cell_selected = Signal(int)
     next_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, document: ReviewDocument, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.model = CellTableModel(self)
+        self.document = document
+        self.model = CellTableModel(document, self)
         self.proxy = CellFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self.crop: Callable[[Cell], np.ndarray | None] = lambda cell: None
@@ -431,8 +296,11 @@ class ReviewPanel(QWidget):
         self.class_filter = QComboBox()
         self.class_filter.setToolTip("Show one class only")
         self.class_filter.currentIndexChanged.connect(self._class_filter_changed)
-        self.flagged_box = QCheckBox("Low confidence")
-        self.flagged_box.setToolTip("Only cells a model classified with low confidence, not yet reviewed")
+        self.flagged_box = QCheckBox("Flagged")
+        self.flagged_box.setToolTip(
+            "Only cells flagged for review and not yet reviewed: low confidence or a blast call "
+            "(the tooltip of a cell says why)"
+        )
         self.flagged_box.toggled.connect(self._flags_changed)
         self.unreviewed_box = QCheckBox("Unreviewed")
         self.unreviewed_box.toggled.connect(self._flags_changed)
@@ -461,7 +329,7 @@ class ReviewPanel(QWidget):
         self.table.selectionModel().currentRowChanged.connect(self._table_current)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
 
-        self.gallery = Gallery()
+        self.gallery = Gallery(document)
         self.gallery.cell_activated.connect(self._gallery_current)
         self.gallery.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
@@ -491,16 +359,16 @@ class ReviewPanel(QWidget):
         self.class_filter.clear()
         self.class_filter.addItem("All classes", None)
         for name in self.classes:
-            self.class_filter.addItem(pretty(name), name)
+            self.class_filter.addItem(display_name(name), name)
         self.class_filter.addItem("Unclassified", "")
         index = self.class_filter.findData(current)
         self.class_filter.setCurrentIndex(max(0, index))
         self.class_filter.blockSignals(False)
         self.keys.setText(legend_html(self.classes))
 
-    def set_cells(self, cells: Sequence[Cell], models: Sequence[ModelRun], threshold: float) -> None:
+    def set_cells(self, cells: Sequence[Cell]) -> None:
         self._all_cells = list(cells)
-        self.model.set_cells(cells, models, threshold)
+        self.model.set_cells(cells)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.resizeColumnsToContents()
         wide = self.table.fontMetrics().horizontalAdvance("✓ reviewed") + 18  # before any review
@@ -510,11 +378,11 @@ class ReviewPanel(QWidget):
         self._rebuild_gallery_if_visible()
         self.update_progress()
 
-    def set_pixel_size(self, pixel_size_um: float | None) -> None:
-        self.model.pixel_size_um = pixel_size_um
-        self.gallery.pixel_size_um = pixel_size_um
-        self._gallery_stale = True
+    def calibration_changed(self) -> None:
+        """Every µm figure and unit is shown again (they are derived when shown)."""
         self.model.refresh_all()
+        self._gallery_stale = True
+        self._rebuild_gallery_if_visible()
 
     def refresh_cell(self, cell_id: int) -> None:
         self.model.refresh_cell(cell_id)
@@ -530,7 +398,7 @@ class ReviewPanel(QWidget):
 
     def resort(self) -> None:
         """Recompute the review order (after the threshold changed) and sort by it."""
-        self.model.set_cells(self._all_cells, self.model.models, self.model.threshold)
+        self.model.set_cells(self._all_cells)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.proxy.sort(0, Qt.SortOrder.AscendingOrder)
         self.select_cell(self._selected)
@@ -544,8 +412,6 @@ class ReviewPanel(QWidget):
         visible = [self.model.cells[self.proxy.mapToSource(self.proxy.index(r, 0)).row()] for r in range(self.proxy.rowCount())]
         self.gallery.rebuild(
             visible,
-            self.model.models,
-            self.model.threshold,
             self.classes,
             self.crop,
             self.model.rank,
@@ -624,35 +490,18 @@ class ReviewPanel(QWidget):
         self.select_cell(self._selected)
 
 
-def key_for(index: int, count: int) -> str | None:
-    """Number key of the class at ``index`` of ``count``: 1-9, and 0 for the last (artefact)."""
-    if index == count - 1:
-        return "0"
-    if index < 9:
-        return str(index + 1)
-    return None
-
-
 def legend_html(classes: Sequence[str]) -> str:
-    """The on-screen list of review keys."""
+    """The on-screen list of review keys, from the keymap (:mod:`leukview.core.keymap`)."""
     cap = (
         "<span style='background:#e8e8e8;color:#111;border:1px solid #999;"
         "font-family:monospace;font-weight:bold'>&nbsp;{}&nbsp;</span>"
     )
     parts = []
-    for index, name in enumerate(classes):
-        key = key_for(index, len(classes))
+    for key, name in class_keys(classes):
         colour = class_colour(name).name()
-        label = f"<span style='color:{colour}'>■</span>&nbsp;{pretty(name)}"
+        label = f"<span style='color:{colour}'>■</span>&nbsp;{display_name(name)}"
         parts.append((cap.format(key) + "&nbsp;" if key else "") + label)
-    actions = [
-        ("Enter", "accept"),
-        ("N", "next"),
-        ("P", "previous"),
-        ("Backspace", "clear"),
-        ("Ctrl+Z", "undo"),
-    ]
-    parts_actions = [cap.format(k) + "&nbsp;" + v for k, v in actions]
+    parts_actions = [cap.format(key) + "&nbsp;" + word for key, word in legend_actions()]
     return (
         "<b>Classify the selected cell:</b><br>"
         + " &nbsp; ".join(parts)

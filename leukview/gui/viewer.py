@@ -19,6 +19,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QSizePolicy, QWidget
 
+from leukview.core.calibration import Calibration
+
 MAX_SCALE = 32.0
 CLICK_SLOP = 4  # pixels a press may move and still be a click, not a pan
 
@@ -65,8 +67,7 @@ class SlideView(QGraphicsView):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.image_rect = QRectF()
-        self.pixel_size_um: float | None = None
-        self.pixel_size_estimated = False
+        self.calibration = Calibration.unknown()  # the document's, set by the window
         self.cell_at = lambda point: None  # set by the window: scene point -> cell id or None
         self._press: QPoint | None = None
         self.horizontalScrollBar().valueChanged.connect(self._emit_view)
@@ -205,12 +206,13 @@ class SlideView(QGraphicsView):
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
         super().drawForeground(painter, rect)
-        if not self.pixel_size_um or self.image_rect.isEmpty():
+        um_per_image_px = self.calibration.length_um(1.0)
+        if not um_per_image_px or self.image_rect.isEmpty():
             return
-        um_per_screen_px = self.pixel_size_um / max(self.scale_factor, 1e-9)
+        um_per_screen_px = um_per_image_px / max(self.scale_factor, 1e-9)
         length_um = nice_length(140 * um_per_screen_px)
         bar = length_um / um_per_screen_px
-        text = f"{'≈ ' if self.pixel_size_estimated else ''}{length_um:g} µm"
+        text = f"{'≈ ' if self.calibration.estimated else ''}{length_um:g} µm"
         painter.save()
         painter.resetTransform()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)

@@ -9,15 +9,33 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
-from leukview.core.analysis import Analysis, AnalysisCancelled, analyze_image
-from leukview.core.cells import Cell
+from leukview.core.analysis import Analysis
+from leukview.core.calibration import Calibration
+from leukview.core.document import FieldRect, analyse_field, offset_cells
 from leukview.core.errors import LeukViewError, ModelError
 from leukview.core.models import ModelEntry, ModelRegistry, ModelSpec, load_entry
+from leukview.core.progress import AnalysisCancelled
+
+if TYPE_CHECKING:
+    from leukview.core.segment import SegmentationParams
+
+__all__ = [
+    "AnalysisJob",
+    "AnalysisOutcome",
+    "AnalysisRequest",
+    "AnalysisRunner",
+    "InstalledModel",
+    "LoadedModels",
+    "ModelCache",
+    "SegmentationPreview",
+    "installed_models",
+    "offset_cells",
+]
 
 
 @dataclass
@@ -83,31 +101,13 @@ class ModelCache:
             self._loaded = LoadedModels()
 
 
-def offset_cells(cells: Sequence[Cell], dx: int, dy: int) -> None:
-    """Move cells found in a region to the coordinates of the whole image (in place)."""
-    if not dx and not dy:
-        return
-    shift = np.array([dx, dy], np.int32)
-    for cell in cells:
-        cell.contour = np.asarray(cell.contour, np.int32) + shift
-        if cell.nucleus_contour is not None:
-            cell.nucleus_contour = np.asarray(cell.nucleus_contour, np.int32) + shift
-        x0, y0, x1, y1 = cell.bbox
-        cell.bbox = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-        cell.centroid = (cell.centroid[0] + dx, cell.centroid[1] + dy)
-        for pred in cell.predictions.values():
-            if pred.cam_box is not None:
-                bx0, by0, bx1, by1 = pred.cam_box
-                pred.cam_box = (bx0 + dx, by0 + dy, bx1 + dx, by1 + dy)
-
-
 @dataclass
 class AnalysisRequest:
     """What to analyse: a field (the whole image, or a region of a large one)."""
 
     image: np.ndarray
-    params: Any = None
-    pixel_size_um: float | None = None
+    params: SegmentationParams | None = None
+    calibration: Calibration = field(default_factory=Calibration.unknown)
     image_name: str | None = None
     model_names: list[str] | None = None
     use_models: bool = True
@@ -123,7 +123,7 @@ class AnalysisOutcome:
     request: AnalysisRequest | None = None
 
     @property
-    def field(self) -> tuple[int, int, int, int] | None:
+    def field(self) -> FieldRect | None:
         """(x, y, width, height) of the analysed field in image pixels."""
         if self.request is None:
             return None
@@ -132,7 +132,7 @@ class AnalysisOutcome:
 
 
 class AnalysisJob(QObject):
-    """Runs :func:`leukview.core.analysis.analyze_image` in a QThread; cancel() stops it between stages."""
+    """Runs :func:`leukview.core.document.analyse_field` in a QThread; cancel() stops it between stages."""
 
     progress = Signal(float, str)
     succeeded = Signal(object)  # AnalysisOutcome
@@ -161,18 +161,17 @@ class AnalysisJob(QObject):
             loaded = self.models.load(req.model_names) if req.use_models else LoadedModels()
             if self._cancel.is_set():
                 raise AnalysisCancelled()
-            analysis = analyze_image(
+            analysis = analyse_field(
                 req.image,
                 loaded.classifiers,
                 req.params,
-                pixel_size_um=req.pixel_size_um,
+                offset=req.offset,
+                full_size=req.full_size,
+                calibration=req.calibration,
                 image_name=req.image_name,
                 progress=lambda fraction, message: self.progress.emit(fraction, message),
                 should_cancel=self._cancel.is_set,
             )
-            offset_cells(analysis.cells, *req.offset)
-            if req.full_size is not None:
-                analysis.width, analysis.height = req.full_size
             self.succeeded.emit(AnalysisOutcome(analysis, loaded.classifiers, loaded.notices, req))
         except AnalysisCancelled:
             self.cancelled.emit()
@@ -250,7 +249,14 @@ class _PreviewSignals(QObject):
 
 
 class _PreviewTask(QRunnable):
-    def __init__(self, seq: int, image: np.ndarray, params: Any, offset: tuple[int, int], signals: _PreviewSignals):
+    def __init__(
+        self,
+        seq: int,
+        image: np.ndarray,
+        params: SegmentationParams,
+        offset: tuple[int, int],
+        signals: _PreviewSignals,
+    ) -> None:
         super().__init__()
         self.seq, self.image, self.params, self.offset, self.signals = seq, image, params, offset, signals
 
@@ -280,7 +286,7 @@ class SegmentationPreview(QObject):
         self._pool = QThreadPool()
         self._pool.setMaxThreadCount(1)
 
-    def request(self, image: np.ndarray, params: Any, offset: tuple[int, int] = (0, 0)) -> None:
+    def request(self, image: np.ndarray, params: SegmentationParams, offset: tuple[int, int] = (0, 0)) -> None:
         self._seq += 1
         self._pool.clear()  # a newer request makes queued ones pointless
         self._pool.start(_PreviewTask(self._seq, image, params, offset, self._signals))
