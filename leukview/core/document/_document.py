@@ -447,6 +447,21 @@ class ReviewDocument:
         self._touch()
         return entry
 
+    def export_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write every cell as CSV (:func:`leukview.core.export.write_cells_csv`) and audit it.
+
+        The calls and flags follow the document's threshold, the µm columns its
+        calibration, exactly as ``leukview report --csv`` writes them. OSError
+        when the file cannot be written.
+        """
+        from ..export import write_cells_csv
+
+        if self.session is None:
+            raise SessionError("nothing to export: the image is not analysed")
+        written = write_cells_csv(path, self.cells, self.models, self.threshold, calibration=self.calibration)
+        self.log_export(AuditAction.EXPORT_CSV, written)
+        return written
+
     def report_content(
         self, image: np.ndarray | None, *, snapshot: np.ndarray | None = None, heatmap: bool | None = None
     ) -> ReportContent:

@@ -1,0 +1,136 @@
+"""Files written from the window: the cells as CSV, a PNG of the view, the PDF report.
+
+What they say is decided in the core (:meth:`ReviewDocument.export_csv`,
+:meth:`ReviewDocument.report_content`); this mixin asks where to write and
+renders what needs Qt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFileDialog
+
+from leukview.core.errors import LeukViewError
+from leukview.core.session import AuditAction
+
+from .report import render_scene, save_png, write_pdf_report
+from .tiles import ArrayTileSource
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QGraphicsScene, QStatusBar
+
+    from leukview.core.document import ReviewDocument
+    from leukview.core.report import ReportContent
+
+    from .overlays import CellOverlay
+    from .tiles import TiledImageItem, TileSource
+
+__all__ = ["Exports", "qimage_rgb"]
+
+
+def qimage_rgb(image: QImage) -> np.ndarray:
+    """A QImage as an RGB ``uint8`` array of shape (H, W, 3) (a copy)."""
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.array(rgb.constBits(), np.uint8).reshape(rgb.height(), rgb.bytesPerLine())
+    return rows[:, : rgb.width() * 3].reshape(rgb.height(), rgb.width(), 3).copy()
+
+
+class Exports:
+    """Exports of the main window (a mixin of :class:`MainWindow`)."""
+
+    document: ReviewDocument
+    scene: QGraphicsScene
+    overlay: CellOverlay
+    image_item: TiledImageItem | None
+    source: TileSource | None
+
+    if TYPE_CHECKING:  # provided by MainWindow (stubs here would hide QMainWindow's)
+
+        def statusBar(self) -> QStatusBar: ...  # noqa: N802 - Qt's name
+
+        def error(self, title: str, text: str) -> None: ...
+
+    def _export_path(self, title: str, suffix: str, filter_text: str) -> Path | None:
+        assert self.document.path is not None
+        image = self.document.path
+        default = image.with_name(image.stem + suffix)
+        path, _ = QFileDialog.getSaveFileName(self, title, str(default), filter_text)  # type: ignore[call-overload]
+        return Path(path) if path else None
+
+    def _written(self, path: Path) -> Path:
+        self.statusBar().showMessage(f"Written {path}", 6000)
+        return path
+
+    def export_csv(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        """Write every cell (position, call, flags, review, models, measurements) as CSV."""
+        if self.document.session is None:
+            return None
+        target = Path(path) if path else self._export_path("Export cells as CSV", ".cells.csv", "CSV (*.csv)")
+        if target is None:
+            return None
+        try:
+            written = self.document.export_csv(target)
+        except OSError as exc:
+            self.error("Export failed", f"{target}: {exc.strerror or exc}")
+            return None
+        return self._written(written)
+
+    def snapshot(self, max_side: int = 4096) -> QImage | None:
+        """The whole image with the overlays as shown (selection and previews hidden)."""
+        if self.image_item is None:
+            return None
+        selected = self.overlay.selected
+        self.overlay.select(None)  # no selection ring, no selected-cell heatmap in an export
+        self.overlay.clear_preview()
+        self.image_item.synchronous = True
+        try:
+            return render_scene(self.scene, self.image_item.boundingRect(), max_side)
+        finally:
+            self.image_item.synchronous = False
+            self.overlay.select(selected)
+
+    def export_png(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        if self.image_item is None:
+            return None
+        target = Path(path) if path else self._export_path("Export PNG snapshot", ".overlay.png", "PNG (*.png)")
+        if target is None:
+            return None
+        image = self.snapshot()
+        assert image is not None
+        try:
+            written = save_png(image, target)
+        except LeukViewError as exc:
+            self.error("Export failed", str(exc))
+            return None
+        self.document.log_export(AuditAction.EXPORT_PNG, written)
+        return self._written(written)
+
+    def report_content(self) -> ReportContent:
+        """What the PDF report says (the document's, as ``leukview report`` makes it).
+
+        A large image is not in memory whole: its snapshot is the view rendered instead.
+        """
+        if isinstance(self.source, ArrayTileSource):
+            return self.document.report_content(self.source.image)
+        shot = self.snapshot(2000)
+        return self.document.report_content(None, snapshot=None if shot is None else qimage_rgb(shot))
+
+    def export_pdf(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        """The PDF report: snapshot, differential, blast %, models, disclaimer, corrections."""
+        if self.document.session is None:
+            return None
+        target = Path(path) if path else self._export_path("Export PDF report", ".report.pdf", "PDF (*.pdf)")
+        if target is None:
+            return None
+        try:
+            written = write_pdf_report(target, self.report_content())
+        except LeukViewError as exc:
+            self.error("Export failed", str(exc))
+            return None
+        self.document.log_export(AuditAction.EXPORT_PDF, written)
+        return self._written(written)
