@@ -18,6 +18,7 @@ from leukview.core.analysis import ModelRun
 from leukview.core.calibration import Calibration
 from leukview.core.calls import FLAG_COLOUR, CellCall, display_name
 from leukview.core.cells import Cell
+from leukview.core.report import provider_text  # one name per provider, as the report writes it
 
 __all__ = [
     "FLAG_COLOUR",
@@ -43,17 +44,6 @@ MEASURES = (
     ("lobe_count", "Lobes"),
     ("nucleus_area", "Nucleus area"),
 )
-
-
-def provider_text(provider: str) -> str:
-    """A short, user-facing name of an onnxruntime execution provider."""
-    return {
-        "CPUExecutionProvider": "CPU",
-        "CUDAExecutionProvider": "GPU (CUDA)",
-        "TensorrtExecutionProvider": "GPU (TensorRT)",
-        "DmlExecutionProvider": "GPU (DirectML)",
-        "CoreMLExecutionProvider": "CoreML",
-    }.get(provider, provider or "?")
 
 
 def class_colour(name: str | None) -> QColor:
