@@ -6,12 +6,15 @@ The crafting helpers below (an OME-XML header, a TIFF written and then patched,
 
 from __future__ import annotations
 
+import io
+import struct
 from pathlib import Path
 
 import numpy as np
 import tifffile
+from PIL import Image
 
-__all__ = ["ome_xml", "write_ome_tiff"]
+__all__ = ["jpeg_with_lying_size", "ome_xml", "write_ome_tiff"]
 
 
 def ome_xml(
@@ -60,4 +63,20 @@ def ome_xml(
 def write_ome_tiff(path: Path, rgb: np.ndarray, xml: str) -> Path:
     """An RGB ``(H, W, 3)`` uint8 plane with ``xml`` as its OME-XML description."""
     tifffile.imwrite(path, rgb, photometric="rgb", description=xml, metadata=None)
+    return path
+
+
+def jpeg_with_lying_size(path: Path, width: int, height: int) -> Path:
+    """A 40 x 40 baseline JPEG (about 1.5 KB) whose SOF0 header claims ``width x height``.
+
+    Its data end, with an EOI marker, long before the claimed size: libjpeg
+    fills the rest with grey without an error.
+    """
+    noise = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=60)
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
     return path

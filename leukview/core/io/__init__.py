@@ -20,9 +20,11 @@ Public API
 ----------
 :func:`read_image`, :func:`read_region`, :func:`image_info` and its
 :class:`ImageInfo`; :func:`is_supported` and :data:`SUPPORTED_SUFFIXES`;
-:func:`max_pixels_limit`, :data:`DEFAULT_MAX_PIXELS` and :data:`MAX_PIXELS_ENV`.
-The private modules behind them: ``_sniff`` (suffixes, format from the first
-bytes), ``_limits`` (the bomb limit), ``_pillow`` (JPEG, PNG, BMP), ``_tiff``
+:func:`max_pixels_limit`, :data:`DEFAULT_MAX_PIXELS` and :data:`MAX_PIXELS_ENV`;
+:func:`max_read_bytes_limit`, :data:`DEFAULT_MAX_READ_BYTES` and
+:data:`MAX_READ_BYTES_ENV`. The private modules behind them: ``_sniff``
+(suffixes, format from the first bytes), ``_limits`` (the bomb limit and the
+memory budget), ``_pillow`` (JPEG, PNG, BMP), ``_tiff``
 and ``_tiff_region`` (whole TIFFs, regions tile by tile), ``_rgb`` (samples to
 RGB ``uint8``), ``_geometry`` (orientation, white-padded crops),
 ``_pixelsize`` (metadata to micrometres per pixel), ``_info`` (:class:`ImageInfo`).
@@ -47,10 +49,30 @@ pixel is decoded. The limit is, first to last: the ``max_pixels`` argument, the
 ``LEUKVIEW_MAX_PIXELS`` environment variable, :data:`DEFAULT_MAX_PIXELS`. It
 bounds the pixels of the array that would be decoded: the whole image for
 :func:`read_image`, the requested rectangle (and any single tile or strip) for
-:func:`read_region`, so a 20000 x 20000 region of a larger slide is allowed.
+:func:`read_region`, so a large region of a larger slide passes it (the memory
+budget below still applies).
 Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``) is replaced by this limit
 while LeukView decodes, and ``ImageFile.LOAD_TRUNCATED_IMAGES`` is held False:
 a truncated file is an error, never a half-grey image.
+
+Memory budget
+-------------
+The pixel limit does not bound memory: a 3 KB JPEG may claim 20000 x 20000
+pixels, a 440 KB PNG may really hold them. So before decoding, every read
+estimates from the header what it will allocate at its peak (``ImageInfo.read_bytes``):
+the decoder's own image (Pillow keeps RGB at 4 bytes a pixel, grey at 1) and
+buffers (libjpeg's coefficients for a progressive JPEG, tifffile's compressed
+batch and decoded tiles), the ``(H, W, 3)`` result, the colour conversion's
+temporaries (it runs in bands of rows) and a rotated copy when an orientation
+turns the image. A read above the budget is refused with an
+:class:`~leukview.core.errors.ImageReadError` that says what the read would
+need, the budget and what to do instead. The budget is, first to last: the
+``max_bytes`` argument, the ``LEUKVIEW_MAX_READ_BYTES`` environment variable
+(bytes, or a size such as ``1.5GiB``), :data:`DEFAULT_MAX_READ_BYTES` (2 GiB).
+It applies to one read: a whole image for :func:`read_image`, one rectangle
+(with one tile) for :func:`read_region` of a TIFF, so a slide too large to read
+whole is still read region by region. JPEG, PNG and BMP cannot be decoded by
+region: their region reads cost a whole read.
 
 Large TIFFs
 -----------
@@ -86,18 +108,28 @@ file and the reason.
 """
 
 from ._info import ImageInfo
-from ._limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, max_pixels_limit
+from ._limits import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_READ_BYTES,
+    MAX_PIXELS_ENV,
+    MAX_READ_BYTES_ENV,
+    max_pixels_limit,
+    max_read_bytes_limit,
+)
 from ._read import image_info, read_image, read_region
 from ._sniff import SUPPORTED_SUFFIXES, is_supported
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_READ_BYTES",
     "MAX_PIXELS_ENV",
+    "MAX_READ_BYTES_ENV",
     "SUPPORTED_SUFFIXES",
     "ImageInfo",
     "image_info",
     "is_supported",
     "max_pixels_limit",
+    "max_read_bytes_limit",
     "read_image",
     "read_region",
 ]

@@ -32,6 +32,12 @@ class ImageInfo:
         sentence each, for a person (for example an absurd pixel size that was
         ignored, or tifffile's complaints about the file's structure); empty for
         a sound file.
+    read_bytes : int or None
+        Estimated peak memory, in bytes, of :func:`~leukview.core.io.read_image`
+        for this file (the decoder's image and buffers, the RGB result, the
+        temporaries), the figure checked against
+        :func:`~leukview.core.io.max_read_bytes_limit` before decoding; None
+        when not estimated.
     """
 
     width: int
@@ -41,3 +47,4 @@ class ImageInfo:
     tiled: bool = False
     format: str = ""
     warnings: tuple[str, ...] = ()
+    read_bytes: int | None = field(default=None, compare=False)  # an estimate, not a fact

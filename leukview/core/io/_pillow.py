@@ -8,6 +8,7 @@ Pillow keeps its own bomb limit and truncation switch in module globals;
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,20 +19,32 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from ..errors import ImageReadError
 from ._geometry import orient
 from ._info import ImageInfo
-from ._limits import bomb_error
+from ._limits import bomb_error, memory_error
 from ._pixelsize import dpi_pixel_size
-from ._rgb import Layout, layout_for_channels, to_rgb8, white_level
+from ._rgb import (
+    Layout,
+    band_rows,
+    band_temp_bytes,
+    layout_for_channels,
+    to_rgb8,
+    white_level,
+)
 
-__all__ = ["pillow_info", "pillow_read_image"]
+__all__ = ["pillow_info", "pillow_read_bytes", "pillow_read_image"]
 
 # The Pillow plug-ins each sniffed format may use (a JPEG can be an MPO).
 _PILLOW_FORMATS = {"JPEG": ("JPEG", "MPO"), "PNG": ("PNG",), "BMP": ("BMP",)}
+
+# Bytes a pixel of Pillow's own image by mode (every other mode, RGB too, takes 4).
+_PILLOW_CORE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+# Samples a pixel of a PNG by IHDR colour type.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 
 # One lock, so that concurrent reads agree on Pillow's pinned globals.
 _PILLOW_LOCK = threading.RLock()
 
 
-def pillow_read_image(file: Path, fmt: str, limit: int) -> np.ndarray:
+def pillow_read_image(file: Path, fmt: str, limit: int, budget: int) -> np.ndarray:
     """Decode a whole JPEG, PNG or BMP.
 
     Parameters
@@ -42,6 +55,9 @@ def pillow_read_image(file: Path, fmt: str, limit: int) -> np.ndarray:
         ``'JPEG'``, ``'PNG'`` or ``'BMP'``, as sniffed.
     limit : int
         Most pixels allowed; checked on the header before decoding.
+    budget : int
+        Most bytes the read may allocate (see :func:`pillow_read_bytes`);
+        checked on the header before decoding.
 
     Returns
     -------
@@ -51,7 +67,8 @@ def pillow_read_image(file: Path, fmt: str, limit: int) -> np.ndarray:
     Raises
     ------
     ImageReadError
-        Above the limit, empty, damaged, truncated or an unsupported mode.
+        Above the limit or the budget, empty, damaged, truncated or an
+        unsupported mode.
     """
     with (
         pillow_errors(file, fmt),
@@ -63,19 +80,55 @@ def pillow_read_image(file: Path, fmt: str, limit: int) -> np.ndarray:
             raise bomb_error(file, w, h, limit)
         if w < 1 or h < 1:
             raise ImageReadError(f"the {fmt} header gives an empty size {w} x {h}", file)
-        if fmt == "PNG" and _png_bit_depth(file) == 16:
+        need = pillow_read_bytes(im, file)
+        if need > budget:
+            raise memory_error(file, w, h, need, budget, fmt=fmt)
+        if fmt == "PNG" and _png_header(file)[0] == 16:
             raw = _png16_raw(file)
-            layout = layout_for_channels(raw.shape[-1], bits=16)
             # Pillow would decode again to 8 bits just to find an eXIf chunk placed
             # after the pixels; only one before them (as the PNG spec asks) counts.
             orientation = pillow_orientation(im, loaded=False)
+            layout = layout_for_channels(raw.shape[-1], bits=16)
+            rgb = to_rgb8(raw, layout, white_level(raw[..., : layout.ncolor], layout))
+            del raw
         else:
             im.load()
-            raw, layout = _pillow_raw(im, file)
             orientation = pillow_orientation(im, loaded=True)
-    color = raw[..., : layout.ncolor]
-    rgb = to_rgb8(raw, layout, white_level(color, layout))
+            rgb = _pillow_rgb8(im, file)
+        im.close()  # Pillow's own copy of the pixels goes before any rotated copy is made
     return orient(rgb, orientation)
+
+
+def pillow_read_bytes(im: Image.Image, file: Path) -> int:
+    """Estimated peak bytes of :func:`pillow_read_image` for an opened, unloaded image.
+
+    The largest of: Pillow's image (1 byte a pixel for grey and palette, 2 for
+    16-bit grey, 4 for everything else, RGB included) with, for progressive
+    JPEG, libjpeg's whole-image coefficient buffer (2 bytes a sample); Pillow's
+    image with the ``(H, W, 3)`` result and one band of temporaries; the result
+    and its rotated copy when the EXIF orientation turns it. A 16-bit PNG (read
+    by imagecodecs) counts its file, its samples and the result instead.
+    """
+    w, h = im.size
+    px = w * h
+    out = 3 * px
+    rotate = 2 * out if pillow_orientation(im, loaded=False) != 1 else 0
+    depth, color_type = _png_header(file) if im.format == "PNG" else (8, 0)
+    if depth == 16:
+        samples = px * _PNG_CHANNELS.get(color_type, 4) * 2
+        decode = file.stat().st_size + samples
+        return max(decode, samples + out + band_temp_bytes(w, h, None, 2), rotate)
+    core = px * _PILLOW_CORE_BYTES.get(im.mode, 4)
+    decode = core + _jpeg_coefficient_bytes(im)
+    try:
+        target, layout = _pillow_layout(im, file)
+    except ImageReadError:
+        return max(decode, rotate)  # refused when read, for its mode
+    if layout.bits > 8:  # converted whole: Pillow's image, the samples and the result
+        samples = px * 4
+        return max(decode, core + samples + out + band_temp_bytes(w, h, layout, 4), rotate)
+    temps = band_temp_bytes(w, h, layout) + (band_rows(w) * w * 4 if target else 0)
+    return max(decode, core + out + temps, rotate)
 
 
 def pillow_info(file: Path, fmt: str) -> ImageInfo:
@@ -91,7 +144,8 @@ def pillow_info(file: Path, fmt: str) -> ImageInfo:
     Returns
     -------
     ImageInfo
-        One level, not tiled; no pixels are decoded and no limit applies.
+        One level, not tiled, with the estimated memory of a whole read; no
+        pixels are decoded and no limit applies.
     """
     with (
         pillow_errors(file, fmt),
@@ -109,6 +163,7 @@ def pillow_info(file: Path, fmt: str) -> ImageInfo:
             pixel_size_um=dpi_pixel_size(im.info.get("dpi")),
             tiled=False,
             format=fmt,
+            read_bytes=pillow_read_bytes(im, file),
         )
 
 
@@ -171,10 +226,25 @@ def pillow_orientation(im: Image.Image, *, loaded: bool) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _png_bit_depth(file: Path) -> int:
+def _png_header(file: Path) -> tuple[int, int]:
+    """Bit depth and colour type from a PNG's IHDR (8 and 0 when it cannot be read)."""
     with open(file, "rb") as fh:
         head = fh.read(26)
-    return head[24] if len(head) >= 26 and head[12:16] == b"IHDR" else 8
+    return (head[24], head[25]) if len(head) >= 26 and head[12:16] == b"IHDR" else (8, 0)
+
+
+def _jpeg_coefficient_bytes(im: Image.Image) -> int:
+    """libjpeg's whole-image coefficient buffer of a progressive JPEG (0 for baseline)."""
+    if im.format not in ("JPEG", "MPO") or not im.info.get("progressive"):
+        return 0
+    layers = getattr(im, "layer", None) or [("", 1, 1, 0)] * 3
+    w, h = im.size
+    hmax = max(int(layer[1]) for layer in layers) or 1
+    vmax = max(int(layer[2]) for layer in layers) or 1
+    mcu_x, mcu_y = math.ceil(w / (8 * hmax)), math.ceil(h / (8 * vmax))
+    # every component's blocks of whole MCUs, 64 coefficients of 2 bytes each
+    total = sum(mcu_x * int(layer[1]) * mcu_y * int(layer[2]) * 128 for layer in layers)
+    return total
 
 
 def _png16_raw(file: Path) -> np.ndarray:
@@ -184,18 +254,18 @@ def _png16_raw(file: Path) -> np.ndarray:
     return raw[..., None] if raw.ndim == 2 else raw
 
 
-def _pillow_raw(im: Image.Image, file: Path) -> tuple[np.ndarray, Layout]:
-    """Samples ``(H, W, S)`` and their layout for a loaded Pillow image."""
+def _pillow_layout(im: Image.Image, file: Path) -> tuple[str | None, Layout]:
+    """The mode each band is converted to (None: kept) and the layout of its samples."""
     mode = im.mode
+    target: str | None = None
     if mode == "1":
-        im, mode = im.convert("L"), "L"
+        target = "L"
     elif mode in ("P", "PA"):
         palette_mode = im.palette.mode if im.palette is not None else None
         has_alpha = mode == "PA" or "transparency" in im.info or palette_mode == "RGBA"
-        mode = "RGBA" if has_alpha else "RGB"
-        im = im.convert(mode)
+        target = "RGBA" if has_alpha else "RGB"
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-        im, mode = im.convert("RGB"), "RGB"
+        target = "RGB"
     layouts = {
         "RGB": Layout("rgb", bits=8),
         "RGBA": Layout("rgb", alpha=3, bits=8),
@@ -210,9 +280,35 @@ def _pillow_raw(im: Image.Image, file: Path) -> tuple[np.ndarray, Layout]:
         "I": Layout("grey", bits=32),
         "F": Layout("grey", bits=32),
     }
-    if mode not in layouts:
+    layout = layouts.get(target or mode)
+    if layout is None:
         raise ImageReadError(f"unsupported pixel mode {mode!r}", file)
+    return target, layout
+
+
+def _samples(im: Image.Image) -> np.ndarray:
     raw = np.asarray(im)
-    if raw.ndim == 2:
-        raw = raw[..., None]
-    return raw, layouts[mode]
+    return raw[..., None] if raw.ndim == 2 else raw
+
+
+def _pillow_rgb8(im: Image.Image, file: Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of a loaded Pillow image, converted band by band.
+
+    Bands keep the temporaries (Pillow's crop, its bytes, the float conversion)
+    to one band, so the peak is Pillow's image plus the result.
+    """
+    target, layout = _pillow_layout(im, file)
+    if layout.bits > 8:  # 16/32-bit grey: the white level needs the whole image's maximum
+        raw = _samples(im.convert(target) if target else im)
+        return to_rgb8(raw, layout, white_level(raw[..., : layout.ncolor], layout))
+    w, h = im.size
+    out = np.empty((h, w, 3), np.uint8)
+    step = band_rows(w)
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        band = im.crop((0, r0, w, r1))
+        if target:
+            band = band.convert(target)
+        raw = _samples(band)
+        to_rgb8(raw, layout, white_level(raw[..., : layout.ncolor], layout), out[r0:r1])
+    return out

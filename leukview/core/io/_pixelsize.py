@@ -35,9 +35,7 @@ _UNIT_UM = {
 }
 
 
-def tiff_pixel_size(
-    tif: tifffile.TiffFile, key, warnings: list[str] | None = None
-) -> float | None:
+def tiff_pixel_size(tif: tifffile.TiffFile, key, warnings: list[str] | None = None) -> float | None:
     """Micrometres per pixel of a TIFF's level 0, from the first source that says.
 
     Parameters

@@ -14,7 +14,7 @@ import tifffile
 from ..errors import ImageReadError
 from ._geometry import paste
 from ._info import ImageInfo
-from ._limits import MAX_PIXELS_ENV, max_pixels_limit
+from ._limits import MAX_PIXELS_ENV, max_pixels_limit, max_read_bytes_limit
 from ._pillow import pillow_info, pillow_read_image
 from ._sniff import open_check
 from ._tiff import tiff_errors, tiff_info, tiff_read_image
@@ -23,7 +23,12 @@ from ._tiff_region import tiff_read_region
 __all__ = ["image_info", "read_image", "read_region"]
 
 
-def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int | None = None,
+    max_bytes: int | None = None,
+) -> np.ndarray:
     """Read a whole image as RGB ``uint8`` at its original size.
 
     Parameters
@@ -34,6 +39,11 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     max_pixels : int, optional
         Decompression-bomb limit for this call (see
         :func:`~leukview.core.io.max_pixels_limit`).
+    max_bytes : int, optional
+        Memory budget for this call (see
+        :func:`~leukview.core.io.max_read_bytes_limit`); what the read would
+        need is estimated from the header (``ImageInfo.read_bytes``) and a read
+        above it is refused before decoding.
 
     Returns
     -------
@@ -44,14 +54,16 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     Raises
     ------
     ImageReadError
-        Missing, empty, truncated, damaged, unsupported or too large.
+        Missing, empty, truncated, damaged, unsupported, above the pixel limit
+        or above the memory budget.
     """
     limit = max_pixels_limit(max_pixels)
+    budget = max_read_bytes_limit(max_bytes)
     file, fmt = open_check(path)
     if fmt == "TIFF":
         with tiff_errors(file), tifffile.TiffFile(file) as tif:
-            return tiff_read_image(file, tif, limit)
-    return pillow_read_image(file, fmt, limit)
+            return tiff_read_image(file, tif, limit, budget)
+    return pillow_read_image(file, fmt, limit, budget)
 
 
 def read_region(
@@ -63,6 +75,7 @@ def read_region(
     level: int = 0,
     *,
     max_pixels: int | None = None,
+    max_bytes: int | None = None,
 ) -> np.ndarray:
     """Read a rectangle of one resolution level, decoding only what it needs.
 
@@ -82,6 +95,11 @@ def read_region(
     max_pixels : int, optional
         Limit on ``width * height`` (and on one tile); see
         :func:`~leukview.core.io.max_pixels_limit`.
+    max_bytes : int, optional
+        Memory budget of this read (see
+        :func:`~leukview.core.io.max_read_bytes_limit`): for a TIFF what the
+        region and one tile need, for other formats what decoding the whole
+        image needs.
 
     Returns
     -------
@@ -95,7 +113,7 @@ def read_region(
         Non-integer coordinates, a size below 1 or a negative level.
     ImageReadError
         The file cannot be read, the level does not exist or the rectangle
-        is above the pixel limit.
+        is above the pixel limit or the memory budget.
     """
     coords = (x, y, width, height, level)
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in coords):
@@ -106,6 +124,7 @@ def read_region(
     if level < 0:
         raise ValueError(f"level must be >= 0, got {level}")
     limit = max_pixels_limit(max_pixels)
+    budget = max_read_bytes_limit(max_bytes)
     file, fmt = open_check(path)
     if width * height > limit:
         raise ImageReadError(
@@ -115,10 +134,10 @@ def read_region(
         )
     if fmt == "TIFF":
         with tiff_errors(file), tifffile.TiffFile(file) as tif:
-            return tiff_read_region(file, tif, x, y, width, height, level, limit)
+            return tiff_read_region(file, tif, x, y, width, height, level, limit, budget)
     if level != 0:
         raise ImageReadError(f"level {level} does not exist: a {fmt} file has only level 0", file)
-    return paste(pillow_read_image(file, fmt, limit), x, y, width, height)
+    return paste(pillow_read_image(file, fmt, limit, budget), x, y, width, height)
 
 
 def image_info(path: str | os.PathLike[str]) -> ImageInfo:

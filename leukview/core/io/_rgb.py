@@ -11,10 +11,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Layout", "layout_for_channels", "to_rgb8", "white_level"]
+__all__ = [
+    "Layout",
+    "band_rows",
+    "band_temp_bytes",
+    "is_plain_rgb8",
+    "layout_for_channels",
+    "to_rgb8",
+    "white_level",
+]
 
 # Colour conversion runs in bands of about this many pixels to bound temporaries.
-_BAND_PIXELS = 4_000_000
+_BAND_PIXELS = 1_000_000
+# Most bytes of temporaries per pixel of a band: a decoder's copy of the band's
+# samples, and for anything but plain 8-bit colour the float32 copies of the
+# colour samples and of alpha while they are scaled, rounded, clipped and blended.
+_BAND_BYTES_LIGHT = 16
+_BAND_BYTES_HEAVY = 64
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,50 @@ def white_level(color: np.ndarray, layout: Layout) -> float:
     raise ValueError(f"samples of type {dtype} cannot be shown")
 
 
-def to_rgb8(raw: np.ndarray, layout: Layout, white: float) -> np.ndarray:
+def band_rows(width: int) -> int:
+    """Rows in one band of a conversion of an image ``width`` pixels wide (at least 1)."""
+    return max(1, _BAND_PIXELS // max(width, 1))
+
+
+def band_temp_bytes(
+    width: int, height: int, layout: Layout | None = None, itemsize: int = 1
+) -> int:
+    """Upper bound on the temporaries of converting a ``width x height`` image in bands.
+
+    Plain 8-bit grey or colour without alpha needs little beyond a copy of the
+    band; alpha, palettes, inversion and samples wider than a byte need float
+    temporaries (``layout=None`` assumes the worst).
+    """
+    light = (
+        layout is not None
+        and itemsize == 1
+        and layout.bits == 8
+        and layout.alpha is None
+        and layout.kind != "palette"
+        and not layout.invert
+    )
+    per_pixel = _BAND_BYTES_LIGHT if light else _BAND_BYTES_HEAVY
+    return min(height, band_rows(width)) * width * per_pixel
+
+
+def is_plain_rgb8(raw: np.ndarray, layout: Layout) -> bool:
+    """Whether ``raw`` already is its own RGB uint8 conversion (three samples, no alpha)."""
+    return (
+        layout.kind == "rgb"
+        and layout.alpha is None
+        and not layout.invert
+        and layout.bits == 8
+        and raw.dtype == np.uint8
+        and raw.ndim == 3
+        and raw.shape[-1] == 3
+        and raw.flags.c_contiguous
+        and raw.flags.writeable
+    )
+
+
+def to_rgb8(
+    raw: np.ndarray, layout: Layout, white: float, out: np.ndarray | None = None
+) -> np.ndarray:
     """Samples to RGB uint8, in bands of rows to bound temporaries.
 
     Parameters
@@ -94,17 +150,21 @@ def to_rgb8(raw: np.ndarray, layout: Layout, white: float) -> np.ndarray:
         How the samples make a colour.
     white : float
         The sample value that becomes 255 (see :func:`white_level`).
+    out : numpy.ndarray, optional
+        ``(H, W, 3)`` uint8 to write into (a view of a larger image, say);
+        a new array when omitted.
 
     Returns
     -------
     numpy.ndarray
-        ``(H, W, 3)`` uint8 RGB, alpha composited on white.
+        ``(H, W, 3)`` uint8 RGB, alpha composited on white (``out`` when given).
     """
     h, w = raw.shape[:2]
-    out = np.empty((h, w, 3), np.uint8)
-    step = max(1, _BAND_PIXELS // max(w, 1))
+    if out is None:
+        out = np.empty((h, w, 3), np.uint8)
+    step = band_rows(w)
     for r0 in range(0, h, step):
-        out[r0 : r0 + step] = _band_to_rgb8(raw[r0 : r0 + step], layout, white)
+        _band_to_rgb8(raw[r0 : r0 + step], layout, white, out[r0 : r0 + step])
     return out
 
 
@@ -116,7 +176,7 @@ def _alpha_white(dtype: np.dtype, bits: int) -> float:
     return 1.0
 
 
-def _band_to_rgb8(raw: np.ndarray, layout: Layout, white: float) -> np.ndarray:
+def _band_to_rgb8(raw: np.ndarray, layout: Layout, white: float, out: np.ndarray) -> None:
     if layout.kind == "palette":
         cmap = layout.colormap
         assert cmap is not None  # a palette layout always carries its map
@@ -125,17 +185,19 @@ def _band_to_rgb8(raw: np.ndarray, layout: Layout, white: float) -> np.ndarray:
         rgb = _scale_to_uint8(raw[..., : layout.ncolor], white)
         if layout.invert:
             rgb = 255 - rgb
-        if layout.ncolor == 1:
-            rgb = np.repeat(rgb, 3, axis=-1)
     if layout.alpha is None:
-        return rgb
+        out[...] = rgb  # a grey (..., 1) band broadcasts to three channels
+        return
     alpha = raw[..., layout.alpha : layout.alpha + 1].astype(np.float32)
     alpha = np.clip(alpha / _alpha_white(raw.dtype, layout.bits), 0.0, 1.0)
-    blend = rgb.astype(np.float32)
+    blend = np.empty(out.shape, np.float32)
+    blend[...] = rgb
     if not layout.premultiplied:
         blend *= alpha
     blend += 255.0 * (1.0 - alpha)  # on white: slides are bright-field
-    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    np.rint(blend, out=blend)
+    np.clip(blend, 0, 255, out=blend)
+    out[...] = blend
 
 
 def _scale_to_uint8(color: np.ndarray, white: float) -> np.ndarray:

@@ -16,24 +16,30 @@ import tifffile
 from ..errors import ImageReadError
 from ._geometry import orient
 from ._info import ImageInfo
-from ._limits import bomb_error
+from ._limits import bomb_error, memory_error
 from ._pixelsize import tiff_pixel_size
-from ._rgb import Layout, to_rgb8, white_level
+from ._rgb import Layout, band_temp_bytes, is_plain_rgb8, to_rgb8, white_level
 
 __all__ = [
     "JPEG_COMPRESSIONS",
+    "READ_BUFFER_BYTES",
     "first_series",
     "level_planes",
     "page_raw",
+    "segment_shape",
     "tiff_errors",
     "tiff_info",
     "tiff_layout",
     "tiff_orientation",
+    "tiff_read_bytes",
     "tiff_read_image",
 ]
 
 #: TIFF Compression values whose tiles are JPEG (old-style, new-style, Adobe, Aperio).
 JPEG_COMPRESSIONS = {6, 7, 34892, 33007}
+
+#: Compressed bytes that tifffile reads in one batch for a whole read.
+READ_BUFFER_BYTES = 64 * 1024**2
 
 
 @contextlib.contextmanager
@@ -160,18 +166,66 @@ def tiff_layout(file: Path, planes: list) -> Layout:
 
 def page_raw(page) -> np.ndarray:
     """All samples of a page as ``(H, W, S)``."""
-    a = page.asarray(squeeze=False)  # (separate samples, depth, length, width, contig samples)
-    a = a[:, 0]
+    # tifffile reads compressed segments in batches of buffersize bytes: keep them small.
+    a = page.asarray(squeeze=False, buffersize=READ_BUFFER_BYTES)
+    a = a[:, 0]  # (separate samples, depth, length, width, contig samples) without depth
     if a.shape[0] > 1:
         return np.moveaxis(a[..., 0], 0, -1)
     return a[0]
 
 
-def tiff_read_image(file: Path, tif: tifffile.TiffFile, limit: int) -> np.ndarray:
+def segment_shape(key) -> tuple[int, int]:
+    """``(rows, columns)`` of one tile, or of one strip, of a key frame."""
+    if key.is_tiled:
+        return int(key.tilelength), int(key.tilewidth)
+    length = int(key.imagelength)
+    return min(int(key.rowsperstrip or length), length), int(key.imagewidth)
+
+
+def tiff_read_bytes(planes: list) -> int:
+    """Estimated peak bytes of :func:`tiff_read_image` for the pages of level 0.
+
+    The largest of: the samples of every plane (twice when separate planes are
+    joined) with tifffile's working set (one batch of compressed bytes, and a
+    decoded segment and its copy per worker thread); the samples with the RGB
+    result and one band of temporaries (no result when the samples already are
+    RGB uint8); the result and its rotated copy when the Orientation tag turns it.
+    """
+    key = planes[0].keyframe
+    w, h = int(key.imagewidth), int(key.imagelength)
+    spp = int(key.samplesperpixel)
+    itemsize = key.dtype.itemsize if key.dtype is not None else 8
+    px = w * h
+    samples = px * spp * itemsize * len(planes)
+    if len(planes) > 1:
+        samples *= 2  # np.concatenate copies the planes
+    th, tw = segment_shape(key)
+    segment = th * tw * spp * itemsize
+    workers = int(tifffile.TIFF.MAXWORKERS)
+    stored = int(np.asarray(planes[0].databytecounts, dtype=np.float64).sum())
+    decode = min(stored, 2 * READ_BUFFER_BYTES) + workers * 3 * segment
+    plain = (
+        key.dtype == np.uint8
+        and int(key.bitspersample) == 8
+        and spp == 3
+        and len(planes) == 1
+        and int(key.photometric) in (2, 6)  # RGB, or JPEG's YCbCr decoded to RGB
+    )
+    out = 0 if plain else 3 * px
+    # the layout is not known here: assume float temporaries unless 8-bit without alpha
+    light = Layout("rgb" if spp >= 3 else "grey", bits=8) if spp in (1, 3) else None
+    temps = 0 if plain else band_temp_bytes(w, h, light, itemsize)
+    convert = px * spp * itemsize * len(planes) + out + temps
+    rotate = 2 * 3 * px if tiff_orientation(key) != 1 else 0
+    return max(samples + decode, convert, rotate)
+
+
+def tiff_read_image(file: Path, tif: tifffile.TiffFile, limit: int, budget: int) -> np.ndarray:
     """Level 0 of the first series as ``(H, W, 3)`` uint8 RGB, orientation applied.
 
     Raises :class:`~leukview.core.errors.ImageReadError` when level 0 has more
-    than ``limit`` pixels, is empty, has an unsupported layout or is truncated.
+    than ``limit`` pixels, would need more than ``budget`` bytes (see
+    :func:`tiff_read_bytes`), is empty, has an unsupported layout or is truncated.
     """
     series = first_series(file, tif)
     planes = level_planes(file, series.levels[0])
@@ -182,9 +236,19 @@ def tiff_read_image(file: Path, tif: tifffile.TiffFile, limit: int) -> np.ndarra
     if w < 1 or h < 1:
         raise ImageReadError(f"the TIFF header gives an empty size {w} x {h}", file)
     layout = tiff_layout(file, planes)
+    need = tiff_read_bytes(planes)
+    if need > budget:
+        raise memory_error(file, w, h, need, budget, fmt="TIFF")
     _check_complete(file, planes)
-    raw = np.concatenate([page_raw(p) for p in planes], axis=-1)
-    rgb = to_rgb8(raw, layout, white_level(raw[..., : layout.ncolor], layout))
+    if len(planes) == 1:
+        raw = page_raw(planes[0])
+    else:
+        raw = np.concatenate([page_raw(p) for p in planes], axis=-1)
+    if is_plain_rgb8(raw, layout):
+        rgb = raw  # already RGB uint8: no second copy
+    else:
+        rgb = to_rgb8(raw, layout, white_level(raw[..., : layout.ncolor], layout))
+    del raw
     return orient(rgb, tiff_orientation(key))
 
 
@@ -220,6 +284,10 @@ def tiff_info(file: Path, tif: tifffile.TiffFile) -> ImageInfo:
         levels = [(h, w) for w, h in levels]
     warnings: list[str] = []
     pixel_size = tiff_pixel_size(tif, key, warnings)
+    try:
+        read_bytes: int | None = tiff_read_bytes(level_planes(file, series.levels[0]))
+    except ImageReadError:
+        read_bytes = None  # a layout that reading will refuse with its own message
     return ImageInfo(
         width=levels[0][0],
         height=levels[0][1],
@@ -228,4 +296,5 @@ def tiff_info(file: Path, tif: tifffile.TiffFile) -> ImageInfo:
         tiled=bool(key.is_tiled),
         format="OME-TIFF" if tif.is_ome else "TIFF",
         warnings=tuple(warnings),
+        read_bytes=read_bytes,
     )

@@ -16,19 +16,20 @@ import tifffile
 
 from ..errors import ImageReadError
 from ._geometry import paste
-from ._limits import bomb_error
-from ._rgb import Layout, to_rgb8, white_level
+from ._limits import bomb_error, memory_error
+from ._rgb import Layout, band_temp_bytes, to_rgb8, white_level
 from ._tiff import (
     JPEG_COMPRESSIONS,
     first_series,
     level_planes,
     page_raw,
+    segment_shape,
     tiff_layout,
     tiff_orientation,
     tiff_read_image,
 )
 
-__all__ = ["tiff_read_region"]
+__all__ = ["region_read_bytes", "tiff_read_region"]
 
 # Smallest pyramid level up to this size sets the white level of region reads.
 _OVERVIEW_MAX_PIXELS = 4_000_000
@@ -47,10 +48,7 @@ def _page_region_raw(
     width, length = int(key.imagewidth), int(key.imagelength)
     spp = int(key.samplesperpixel)
     separate = key.planarconfig == 2 and spp > 1
-    if key.is_tiled:
-        th, tw = int(key.tilelength), int(key.tilewidth)
-    else:
-        th, tw = min(int(key.rowsperstrip), length), width
+    th, tw = segment_shape(key)
     if th < 1 or tw < 1:
         raise ImageReadError(f"the TIFF has an invalid tile or strip size {tw} x {th}", file)
     if th * tw > limit:
@@ -107,12 +105,14 @@ def tiff_read_region(
     height: int,
     level: int,
     limit: int,
+    budget: int,
 ) -> np.ndarray:
     """``(height, width, 3)`` uint8 RGB of one level, white outside it.
 
     ``x, y`` are in the pixels of ``level``; only the segments that overlap are
-    decoded, each checked against ``limit``. A rotated (Orientation) TIFF is
-    oriented whole at level 0, then cropped.
+    decoded, each checked against ``limit``, and the whole read against
+    ``budget`` bytes (see :func:`region_read_bytes`). A rotated (Orientation)
+    TIFF is oriented whole at level 0 (under the whole-read budget), then cropped.
     """
     series = first_series(file, tif)
     levels = series.levels
@@ -129,10 +129,16 @@ def tiff_read_region(
             raise ImageReadError(
                 "unsupported: pyramid levels of a rotated (Orientation) TIFF", file
             )
-        return paste(tiff_read_image(file, tif, limit), x, y, width, height)
+        return paste(tiff_read_image(file, tif, limit, budget), x, y, width, height)
     layout = tiff_layout(file, planes)
     w, h = int(key.imagewidth), int(key.imagelength)
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + width, w), min(y + height, h)
+    th, tw = segment_shape(key)
+    if th * tw > limit:  # one tile (or strip) would be decoded whole
+        raise bomb_error(file, tw, th, limit, tiff=True)
+    need = region_read_bytes(planes, layout, width, height, max(x1 - x0, 0), max(y1 - y0, 0))
+    if need > budget:
+        raise memory_error(file, width, height, need, budget, fmt="TIFF", region=True)
     out = np.full((height, width, 3), 255, np.uint8)
     if x0 >= x1 or y0 >= y1:
         return out
@@ -142,6 +148,23 @@ def tiff_read_region(
     white = _region_white(file, series, layout, raw[..., : layout.ncolor])
     out[y0 - y : y1 - y, x0 - x : x1 - x] = to_rgb8(raw, layout, white)
     return out
+
+
+def region_read_bytes(
+    planes: list, layout: Layout, width: int, height: int, inside_w: int, inside_h: int
+) -> int:
+    """Estimated peak bytes of a region read: the white-padded result, the samples of
+    the part inside the level (twice for separate planes), their RGB conversion with
+    one band of temporaries, and one decoded segment with its compressed bytes."""
+    key = planes[0].keyframe
+    spp = int(key.samplesperpixel)
+    itemsize = key.dtype.itemsize if key.dtype is not None else 8
+    inside = inside_w * inside_h
+    samples = inside * spp * itemsize * len(planes) * (2 if len(planes) > 1 else 1)
+    th, tw = segment_shape(key)
+    segment = 3 * th * tw * spp * itemsize  # compressed, decoded, and the decoder's own copy
+    temps = band_temp_bytes(inside_w, inside_h, layout, itemsize)
+    return width * height * 3 + samples + inside * 3 + temps + segment
 
 
 def _region_white(
