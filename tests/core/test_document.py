@@ -248,7 +248,7 @@ def test_autosave_tracks_dirtiness_and_restores_the_review(image_path: Path, ana
 
 
 def test_a_read_only_folder_saves_to_the_fallback_folder(image_path: Path, analysed, tmp_path: Path, monkeypatch):
-    import leukview.core.document._document as document_mod
+    import leukview.core.document._files as document_mod
 
     real = document_mod.save_session
     beside = session_path(image_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -10,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leukview.core import session as session_mod
 from leukview.core.analysis import Analysis, ModelRun
 from leukview.core.cells import Cell, Prediction, ReviewState
 from leukview.core.errors import SessionError
@@ -187,7 +187,7 @@ def test_current_user_is_the_os_user(monkeypatch: pytest.MonkeyPatch):
     def fail():
         raise OSError("no user")
 
-    monkeypatch.setattr(session_mod.getpass, "getuser", fail)
+    monkeypatch.setattr(getpass, "getuser", fail)
     assert current_user() == "unknown"
 
 

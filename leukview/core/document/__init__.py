@@ -19,8 +19,8 @@ Public API
 ----------
 ReviewDocument, DocumentEvents, image_for
     The document, its events, the image a session file belongs to.
-RestoreStatus, RestoreOutcome, SaveOutcome
-    Typed outcomes of restoring and saving.
+RestoreStatus, RestoreOutcome, SaveOutcome, SessionFiles
+    The session-file policy and its typed outcomes.
 UndoStack, ReviewCommand, Command
     Undo and redo of review decisions.
 field_rect, analyse_field, offset_cells, LARGE_IMAGE_PIXELS, MAX_FIELD_SIDE
@@ -43,6 +43,7 @@ from ._files import (
     RestoreOutcome,
     RestoreStatus,
     SaveOutcome,
+    SessionFiles,
     default_sessions_folder,
     session_candidates,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "ReviewCommand",
     "ReviewDocument",
     "SaveOutcome",
+    "SessionFiles",
     "UndoStack",
     "analyse_field",
     "default_sessions_folder",

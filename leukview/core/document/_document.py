@@ -26,24 +26,16 @@ from ..session import (
     SESSION_SUFFIX,
     AuditAction,
     AuditEntry,
-    ImageMatch,
     Session,
-    SessionDamaged,
-    SessionNewerVersion,
-    SessionNotFound,
     SessionSettings,
-    SessionUnreadable,
-    load_session,
-    save_session,
-    session_path,
 )
 from ._fields import LARGE_IMAGE_PIXELS, MAX_FIELD_SIDE, FieldRect, field_rect
 from ._files import (
     RestoreOutcome,
     RestoreStatus,
     SaveOutcome,
+    SessionFiles,
     default_sessions_folder,
-    session_candidates,
 )
 from ._undo import ReviewCommand, UndoStack
 
@@ -53,9 +45,6 @@ if TYPE_CHECKING:
     from ..report import ReportContent
 
 __all__ = ["DocumentEvents", "ImageHeader", "ReviewDocument", "image_for"]
-
-READ_ONLY = "read-only mode: the session is not saved"
-
 
 class ImageHeader(Protocol):
     """What the document needs of :class:`leukview.core.io.ImageInfo`."""
@@ -163,8 +152,8 @@ class ReviewDocument:
         reviewer: str | None = None,
     ) -> None:
         self.defaults = defaults if defaults is not None else SessionSettings()
-        self.sessions_folder = Path(sessions_folder) if sessions_folder is not None else default_sessions_folder()
-        self.read_only = read_only
+        folder = Path(sessions_folder) if sessions_folder is not None else default_sessions_folder()
+        self.files = SessionFiles(folder, read_only=read_only)
         self.autosave_enabled = autosave
         self.reviewer = reviewer
         self.events = DocumentEvents()
@@ -176,7 +165,6 @@ class ReviewDocument:
         self.session_file: Path | None = None
         self._settings = copy.deepcopy(self.defaults)
         self._calibration = Calibration.unknown()
-        self._protected: set[Path] = set()
         self._audit_seen = 0
         self._dirty = False
 
@@ -289,7 +277,7 @@ class ReviewDocument:
         self.session_file = None
         self._settings = copy.deepcopy(self.defaults)
         self._calibration = Calibration.unknown()
-        self._protected = set()
+        self.files.forget()
         self._audit_seen = 0
         self.undo_stack.clear()
         self._set_dirty(False)
@@ -496,68 +484,31 @@ class ReviewDocument:
 
     def session_candidates(self) -> list[Path]:
         """Where the open image's session may be: beside it, then in :attr:`sessions_folder`."""
-        if self.path is None:
-            return []
-        return session_candidates(self.path, self.sessions_folder)
+        return [] if self.path is None else self.files.candidates(self.path)
+
+    @property
+    def sessions_folder(self) -> Path:
+        return self.files.folder
+
+    @property
+    def read_only(self) -> bool:
+        return self.files.read_only
 
     def restore(self) -> RestoreOutcome:
-        """Bring back the open image's saved review, deciding on what each file turns out to be.
+        """Bring back the open image's saved review (:meth:`SessionFiles.restore` decides on each file).
 
-        Files are tried beside the image, then in the fallback folder. A
-        damaged one is moved aside (``.damaged``); one that is unreadable, from
-        a newer LeukView or made for another image is kept untouched and never
-        overwritten (saves go to the other place). The first usable file is
-        restored, even when the image file changed since (same size: a note).
+        The first usable file is restored, even when the image file changed
+        since (same size: a note); the calibration the file states wins over a
+        saved estimate, not over a pixel size the user set.
         """
         if self.path is None or self.info is None:
             return RestoreOutcome(RestoreStatus.NO_SESSION)
-        problems: list[RestoreOutcome] = []
-        for candidate in self.session_candidates():
-            try:
-                session = load_session(candidate)
-            except SessionNotFound:
-                continue
-            except SessionUnreadable as exc:
-                self._protected.add(candidate)
-                problems.append(RestoreOutcome(RestoreStatus.UNREADABLE, candidate, exc.reason))
-                continue
-            except SessionNewerVersion as exc:
-                self._protected.add(candidate)
-                problems.append(RestoreOutcome(RestoreStatus.NEWER_VERSION, candidate, exc.reason))
-                continue
-            except SessionDamaged as exc:
-                problems.append(self._set_aside(candidate, exc.reason))
-                continue
-            except SessionError as exc:  # any other failure to read: treat the file as unusable, keep it
-                self._protected.add(candidate)
-                problems.append(RestoreOutcome(RestoreStatus.UNREADABLE, candidate, exc.reason))
-                continue
-            match, reason = session.check_image(self.path, *self.size)
-            if match is ImageMatch.OTHER_SIZE:
-                self._protected.add(candidate)
-                problems.append(RestoreOutcome(RestoreStatus.NOT_THIS_IMAGE, candidate, reason))
-                continue
-            self._adopt(session, candidate)
-            status = RestoreStatus.RESTORED if match is ImageMatch.SAME else RestoreStatus.RESTORED_WITH_NOTE
-            return RestoreOutcome(status, candidate, reason, skipped=tuple(problems))
-        if problems:
-            return replace(problems[0], skipped=tuple(problems[1:]))
-        return RestoreOutcome(RestoreStatus.NO_SESSION)
-
-    def _set_aside(self, candidate: Path, reason: str) -> RestoreOutcome:
-        kept_as = candidate.with_name(candidate.name + ".damaged")
-        if self.read_only:
-            self._protected.add(candidate)
-            return RestoreOutcome(RestoreStatus.DAMAGED, candidate, reason)
-        try:
-            os.replace(candidate, kept_as)
-        except OSError:  # it stays where it is, and is not overwritten
-            self._protected.add(candidate)
-            return RestoreOutcome(RestoreStatus.DAMAGED, candidate, reason)
-        return RestoreOutcome(RestoreStatus.DAMAGED, candidate, reason, kept_as=kept_as)
+        outcome, session = self.files.restore(self.path, self.size)
+        if session is not None and outcome.path is not None:
+            self._adopt(session, outcome.path)
+        return outcome
 
     def _adopt(self, session: Session, candidate: Path) -> None:
-        # the file's calibration wins over an estimate or an older file value, not over the user's
         saved = session.analysis.calibration
         if self._calibration.known and saved.source != "user":
             session.analysis.calibration = self._calibration
@@ -571,29 +522,14 @@ class ReviewDocument:
         self.events.threshold_changed.emit(self.threshold)
 
     def save(self) -> SaveOutcome:
-        """Write the session atomically: where it was found or saved, else beside the image,
-        else in the fallback folder; files this document must not overwrite are skipped."""
+        """Write the session atomically (:meth:`SessionFiles.save`: where it was found or saved,
+        else beside the image, else in the fallback folder, never over a file kept untouched)."""
         if self.session is None or self.path is None:
             return SaveOutcome(None, errors=("nothing to save: the image is not analysed",))
-        if self.read_only:
-            return SaveOutcome(None, errors=(READ_ONLY,))
-        beside = session_path(self.path)
-        fallback = session_candidates(self.path, self.sessions_folder)[1]
-        targets = [p for p in dict.fromkeys([self.session_file or beside, beside, fallback]) if p not in self._protected]
-        errors: list[str] = [f"{p}: kept as it is (not overwritten)" for p in (beside, fallback) if p in self._protected]
-        outcome = SaveOutcome(None, errors=tuple(errors))
-        for target in targets:
-            try:
-                saved = save_session(self.session, target)
-            except SessionError as exc:
-                errors.append(exc.reason)
-                continue
-            self.session_file = saved
+        outcome = self.files.save(self.session, self.path, self.session_file)
+        if outcome.path is not None:
+            self.session_file = outcome.path
             self._set_dirty(False)
-            outcome = SaveOutcome(saved, fell_back=saved != beside and bool(errors), errors=tuple(errors))
-            break
-        else:
-            outcome = SaveOutcome(None, errors=tuple(errors))
         self.events.saved.emit(outcome)
         return outcome
 

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from ..session import fallback_session_path, session_path
+from ..errors import SessionError
+from ..session import (
+    ImageMatch,
+    Session,
+    SessionDamaged,
+    SessionNewerVersion,
+    SessionNotFound,
+    SessionUnreadable,
+    fallback_session_path,
+    load_session,
+    save_session,
+    session_path,
+)
 
 __all__ = [
     "RestoreOutcome",
     "RestoreStatus",
     "SaveOutcome",
+    "SessionFiles",
     "default_sessions_folder",
     "session_candidates",
 ]
@@ -103,3 +116,104 @@ class SaveOutcome:
     @property
     def saved(self) -> bool:
         return self.path is not None
+
+
+READ_ONLY = "read-only mode: the session is not saved"
+
+
+class SessionFiles:
+    """The session-file policy of one open image: where it is read from and written to.
+
+    Parameters
+    ----------
+    folder : Path
+        Where sessions go when the image's folder is read-only.
+    read_only : bool
+        Never write or move a file.
+
+    Attributes
+    ----------
+    protected : set of Path
+        Files found this time that must not be overwritten: unreadable, from a
+        newer version, another image's, or damaged and unable to move.
+    """
+
+    def __init__(self, folder: Path, *, read_only: bool = False) -> None:
+        self.folder = folder
+        self.read_only = read_only
+        self.protected: set[Path] = set()
+
+    def forget(self) -> None:
+        """A new image: nothing is protected any more."""
+        self.protected = set()
+
+    def candidates(self, image: Path) -> list[Path]:
+        return session_candidates(image, self.folder)
+
+    def restore(self, image: Path, size: tuple[int, int]) -> tuple[RestoreOutcome, Session | None]:
+        """Decide on each saved session of ``image`` in turn; the first usable one is returned.
+
+        A damaged file is moved aside (``.damaged``); one that is unreadable,
+        from a newer LeukView or made for an image of another size is kept
+        untouched and protected. The outcome names the file restored (or the
+        first problem) and lists the others in ``skipped``.
+        """
+        problems: list[RestoreOutcome] = []
+        for candidate in self.candidates(image):
+            try:
+                session = load_session(candidate)
+            except SessionNotFound:
+                continue
+            except SessionUnreadable as exc:
+                problems.append(self._keep(RestoreStatus.UNREADABLE, candidate, exc.reason))
+                continue
+            except SessionNewerVersion as exc:
+                problems.append(self._keep(RestoreStatus.NEWER_VERSION, candidate, exc.reason))
+                continue
+            except SessionDamaged as exc:
+                problems.append(self._set_aside(candidate, exc.reason))
+                continue
+            except SessionError as exc:  # any other failure to read: unusable, kept
+                problems.append(self._keep(RestoreStatus.UNREADABLE, candidate, exc.reason))
+                continue
+            match, reason = session.check_image(image, *size)
+            if match is ImageMatch.OTHER_SIZE:
+                problems.append(self._keep(RestoreStatus.NOT_THIS_IMAGE, candidate, reason))
+                continue
+            status = RestoreStatus.RESTORED if match is ImageMatch.SAME else RestoreStatus.RESTORED_WITH_NOTE
+            return RestoreOutcome(status, candidate, reason, skipped=tuple(problems)), session
+        if problems:
+            return replace(problems[0], skipped=tuple(problems[1:])), None
+        return RestoreOutcome(RestoreStatus.NO_SESSION), None
+
+    def _keep(self, status: RestoreStatus, candidate: Path, reason: str) -> RestoreOutcome:
+        self.protected.add(candidate)
+        return RestoreOutcome(status, candidate, reason)
+
+    def _set_aside(self, candidate: Path, reason: str) -> RestoreOutcome:
+        if self.read_only:
+            return self._keep(RestoreStatus.DAMAGED, candidate, reason)
+        kept_as = candidate.with_name(candidate.name + ".damaged")
+        try:
+            os.replace(candidate, kept_as)
+        except OSError:  # it stays where it is, and is not overwritten
+            return self._keep(RestoreStatus.DAMAGED, candidate, reason)
+        return RestoreOutcome(RestoreStatus.DAMAGED, candidate, reason, kept_as=kept_as)
+
+    def save(self, session: Session, image: Path, current: Path | None) -> SaveOutcome:
+        """Write ``session`` atomically: to ``current`` (where it was found or saved), else beside
+        the image, else in the fallback folder; protected files are skipped."""
+        if self.read_only:
+            return SaveOutcome(None, errors=(READ_ONLY,))
+        beside, fallback = self.candidates(image)
+        errors = [f"{p}: kept as it is (not overwritten)" for p in (beside, fallback) if p in self.protected]
+        for target in dict.fromkeys([current or beside, beside, fallback]):
+            if target in self.protected:
+                continue
+            try:
+                saved = save_session(session, target)
+            except SessionError as exc:
+                errors.append(exc.reason)
+                continue
+            return SaveOutcome(saved, fell_back=saved != beside and bool(errors), errors=tuple(errors))
+        return SaveOutcome(None, errors=tuple(errors))
