@@ -37,7 +37,14 @@ from ..cells import Cell, Prediction
 from ..errors import ModelError
 from ..preprocess import crop_box, preprocess_cells
 from ..progress import CancelCheck, ProgressCallback, checkpoint
-from ._graph import cam_is_exact, check_signature, parse_onnx, read_cam_weights
+from ._graph import (
+    cam_is_exact,
+    check_scores,
+    check_signature,
+    parse_onnx,
+    probe_inputs,
+    read_cam_weights,
+)
 from ._runtime import CPU, create_session, error_line, select_providers
 from ._spec import MODEL_FILE, SIDECAR_FILE, ModelSpec, read_sidecar
 
@@ -180,12 +187,18 @@ class Classifier:
         return classifier
 
     def _check_outputs(self, where: Path) -> None:
-        """Run two random inputs: real output shapes, and whether the CAM is exact."""
+        """Run test inputs: real output shapes, scores as declared, whether the CAM is exact.
+
+        Two random inputs check the shapes and the CAM; they and the probe crops
+        (:func:`probe_inputs`: mid-grey, fixed noise) must give finite scores,
+        and probabilities where the sidecar says so (:func:`check_scores`).
+        """
         spec = self.spec
         rng = np.random.default_rng(0)
         batch = rng.normal(0.0, 1.0, (2, 3, spec.input_size, spec.input_size)).astype(np.float32)
         try:
             scores, features = self.run(batch, with_features=True)
+            probe, _ = self.run(probe_inputs(spec), with_features=False)
         except ModelError:
             raise
         except Exception as exc:  # e.g. an operator that fails on the sidecar's input size
@@ -196,6 +209,8 @@ class Classifier:
                 f"sidecar lists {len(spec.classes)} classes",
                 where,
             )
+        for test_scores in (probe, scores):  # a logits output declared as probabilities is refused
+            check_scores(test_scores, spec, where)
         if features is None:
             return
         if features.ndim != 4 or features.shape[0] != 2:

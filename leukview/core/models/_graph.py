@@ -4,7 +4,9 @@
 :func:`check_signature` compares the session's inputs and outputs with what
 the sidecar says; :func:`read_cam_weights` reads the linear head named by
 ``cam.weight``; :func:`cam_is_exact` checks, on two inputs, that the scores
-are that head applied to the averaged features. Every refusal is a
+are that head applied to the averaged features; :func:`check_scores` checks,
+on :func:`probe_inputs`, that the scores are finite and that declared
+probabilities are probabilities. Every refusal is a
 :class:`~leukview.core.errors.ModelError` a person can read.
 """
 
@@ -19,6 +21,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from ..errors import ModelError
+from ..preprocess import normalize
 from ._runtime import error_line
 from ._spec import ModelSpec
 
@@ -218,3 +221,79 @@ def cam_is_exact(
     if scale < 1e-6:
         return None
     return bool(np.abs(observed_diff - predicted_diff).max() <= rtol * scale)
+
+
+#: How far declared probabilities may stray from [0, 1] and rows from summing to 1 (rounding).
+PROBABILITY_TOLERANCE = 1e-3
+
+
+def probe_inputs(spec: ModelSpec, count: int = 3) -> np.ndarray:
+    """Fixed test inputs: the mid-grey crop, then deterministic random crops, normalised.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Its input size, mean and std.
+    count : int
+        Number of crops (at least 1).
+
+    Returns
+    -------
+    batch : ndarray of float32, shape (count, 3, S, S)
+        What :func:`~leukview.core.preprocess.normalize` makes of uint8 crops:
+        the first all 128, the others uniform noise from a fixed seed.
+    """
+    size = spec.input_size
+    crops = np.random.default_rng(20240).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    crops[0] = 128
+    return normalize(crops, spec.mean, spec.std)
+
+
+def check_scores(scores: np.ndarray, spec: ModelSpec, where: Path) -> None:
+    """Refuse scores that are not what the sidecar's ``outputs.scores_kind`` says.
+
+    Logits may be any finite numbers (probabilities declared as logits cannot
+    be told apart reliably, and softmax is harmless on them); declared
+    ``probabilities`` must lie in [0, 1] and sum to 1 per row, within
+    :data:`PROBABILITY_TOLERANCE`: a logits output declared as probabilities
+    would otherwise be clipped and renormalised into confident nonsense.
+
+    Parameters
+    ----------
+    scores : ndarray of float, shape (N, K)
+        The scores output for test inputs (e.g. :func:`probe_inputs`).
+    spec : ModelSpec
+    where : Path
+        The model file, named in errors.
+
+    Raises
+    ------
+    ModelError
+        If the scores are not one row of K per input, a score is NaN or
+        infinite, or declared probabilities are not.
+    """
+    scores = np.asarray(scores, np.float64)
+    name = spec.scores_output
+    if scores.ndim != 2 or scores.shape[1] != len(spec.classes):
+        raise ModelError(
+            f"model output '{name}' gives shape {scores.shape[1:]} per cell, but the sidecar "
+            f"lists {len(spec.classes)} classes",
+            where,
+        )
+    if not np.isfinite(scores).all():
+        raise ModelError(
+            f"model output '{name}' gives non-finite scores (NaN or infinity) on test crops", where
+        )
+    if spec.scores_kind != "probabilities" or scores.size == 0:
+        return
+    sums = scores.sum(axis=1)
+    tol = PROBABILITY_TOLERANCE
+    if scores.min() >= -tol and scores.max() <= 1 + tol and np.abs(sums - 1).max() <= tol:
+        return
+    raise ModelError(
+        f"the sidecar's outputs.scores_kind 'probabilities' does not fit output '{name}': on test "
+        f"crops it gives values from {scores.min():.4g} to {scores.max():.4g}, rows summing to "
+        f"{sums.min():.4g} to {sums.max():.4g}, which are not probabilities (each in [0, 1], each "
+        f"row summing to 1 within {tol:g}); if the output is logits, the sidecar must say 'logits'",
+        where,
+    )
