@@ -14,7 +14,14 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-__all__ = ["jpeg_with_lying_size", "ome_xml", "write_ome_tiff"]
+__all__ = [
+    "jpeg_cut_and_closed",
+    "jpeg_with_lying_size",
+    "ome_xml",
+    "tiff_with_huge_tiles",
+    "tiff_with_missing_tiles",
+    "write_ome_tiff",
+]
 
 
 def ome_xml(
@@ -79,4 +86,47 @@ def jpeg_with_lying_size(path: Path, width: int, height: int) -> Path:
     sof = data.find(b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     path.write_bytes(bytes(data))
+    return path
+
+
+def jpeg_cut_and_closed(path: Path, source: bytes, fraction: float) -> Path:
+    """The first ``fraction`` of a JPEG's bytes, closed again with an EOI marker."""
+    path.write_bytes(source[: int(len(source) * fraction)] + b"\xff\xd9")
+    return path
+
+
+def tiff_with_missing_tiles(
+    path: Path, missing: tuple[int, ...] = (5, 77, 200), side: int = 256, tile: int = 16
+) -> tuple[Path, np.ndarray]:
+    """A ``side`` x ``side`` RGB TIFF of ``(side / tile)**2`` tiles, some with no data.
+
+    The tiles at the indices in ``missing`` get a zero offset and byte count, as a
+    damaged writer leaves them; tifffile reads them as black without a word.
+    Returns the path and the pixels as written.
+    """
+    data = np.random.default_rng(11).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    tifffile.imwrite(path, data, tile=(tile, tile), photometric="rgb", compression="zlib")
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        page = tif.pages.first
+        offsets, counts = list(page.dataoffsets), list(page.databytecounts)
+        for i in missing:
+            offsets[i] = counts[i] = 0
+        page.tags["TileOffsets"].overwrite(offsets)
+        page.tags["TileByteCounts"].overwrite(counts)
+    return path, data
+
+
+def tiff_with_huge_tiles(
+    path: Path, tile_width: int = 65536, tile_length: int = 32768, compression: str = "jpeg"
+) -> Path:
+    """A 64 x 64 RGB TIFF of one tile whose tags claim ``tile_width x tile_length`` (2**31).
+
+    Decoding that tile would allocate the claimed size (6 GB for RGB).
+    """
+    data = np.random.default_rng(12).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    tifffile.imwrite(path, data, tile=(64, 64), photometric="rgb", compression=compression)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        page = tif.pages.first
+        page.tags["TileWidth"].overwrite(tile_width)
+        page.tags["TileLength"].overwrite(tile_length)
     return path

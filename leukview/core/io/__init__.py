@@ -55,6 +55,21 @@ Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``) is replaced by this limit
 while LeukView decodes, and ``ImageFile.LOAD_TRUNCATED_IMAGES`` is held False:
 a truncated file is an error, never a half-grey image.
 
+Damaged files
+-------------
+A damaged file is an error, never an image with a grey, black or invented part:
+a file cut short (any format); a JPEG whose data stop early but that was closed
+again with an EOI marker, which libjpeg fills with grey after a mere warning
+(caught from the markers before decoding, and from the fill itself after, see
+``_jpeg``); a TIFF whose tiles or strips have no data (a zero offset or byte
+count), which tifffile reads as black: :func:`read_image` refuses it naming how
+many are missing, :func:`read_region` refuses a rectangle that needs one of them
+and reads the others, and :func:`image_info` lists them in ``ImageInfo.warnings``.
+A tile (or strip) above the pixel limit is refused before it is allocated, since
+each one is decoded whole whatever the size of the image. One case is left: a
+progressive JPEG cut inside its last refinement scan decodes with the lowest
+bits of its fine detail missing, which no check short of a second decoder sees.
+
 Memory budget
 -------------
 The pixel limit does not bound memory: a 3 KB JPEG may claim 20000 x 20000

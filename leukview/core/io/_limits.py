@@ -188,12 +188,15 @@ def memory_error(
     )
 
 
-def bomb_error(file: Path, w: int, h: int, limit: int, *, tiff: bool = False) -> ImageReadError:
-    """The error for a header (or one TIFF segment) of ``w x h`` pixels above ``limit``."""
-    hint = ", or read it region by region" if tiff else ""
+def bomb_error(
+    file: Path, w: int, h: int, limit: int, *, tiff: bool = False, tile: bool = False
+) -> ImageReadError:
+    """The error for a header (or one TIFF tile or strip) of ``w x h`` pixels above ``limit``."""
+    hint = ", or read it region by region" if tiff and not tile else ""
+    what = "one tile (or strip) of " if tile else ""
     return ImageReadError(
-        f"refused before decoding: the header claims {w} x {h} = {w * h:,} pixels, more than the "
-        f"limit of {limit:,} pixels (decompression-bomb guard); if the file is genuine, raise "
-        f"the limit with {MAX_PIXELS_ENV}{hint}",
+        f"refused before decoding: the header claims {what}{w} x {h} = {w * h:,} pixels, more "
+        f"than the limit of {limit:,} pixels (decompression-bomb guard); if the file is "
+        f"genuine, raise the limit with {MAX_PIXELS_ENV}{hint}",
         file,
     )

@@ -19,6 +19,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from ..errors import ImageReadError
 from ._geometry import orient
 from ._info import ImageInfo
+from ._jpeg import check_jpeg_fill, check_jpeg_structure, jpeg_structure
 from ._limits import bomb_error, memory_error
 from ._pixelsize import dpi_pixel_size
 from ._rgb import (
@@ -67,7 +68,8 @@ def pillow_read_image(file: Path, fmt: str, limit: int, budget: int) -> np.ndarr
     Raises
     ------
     ImageReadError
-        Above the limit or the budget, empty, damaged, truncated or an
+        Above the limit or the budget, empty, damaged, truncated (for JPEG also
+        data that end early before an EOI marker, see :mod:`._jpeg`) or an
         unsupported mode.
     """
     with (
@@ -80,6 +82,9 @@ def pillow_read_image(file: Path, fmt: str, limit: int, budget: int) -> np.ndarr
             raise bomb_error(file, w, h, limit)
         if w < 1 or h < 1:
             raise ImageReadError(f"the {fmt} header gives an empty size {w} x {h}", file)
+        jpeg = jpeg_structure(file) if fmt == "JPEG" else None
+        if jpeg is not None:
+            check_jpeg_structure(file, jpeg)  # a lying header or a cut file, before decoding
         need = pillow_read_bytes(im, file)
         if need > budget:
             raise memory_error(file, w, h, need, budget, fmt=fmt)
@@ -96,6 +101,8 @@ def pillow_read_image(file: Path, fmt: str, limit: int, budget: int) -> np.ndarr
             orientation = pillow_orientation(im, loaded=True)
             rgb = _pillow_rgb8(im, file)
         im.close()  # Pillow's own copy of the pixels goes before any rotated copy is made
+    if jpeg is not None:
+        check_jpeg_fill(file, jpeg, rgb)
     return orient(rgb, orientation)
 
 

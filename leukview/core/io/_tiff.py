@@ -25,6 +25,8 @@ __all__ = [
     "READ_BUFFER_BYTES",
     "first_series",
     "level_planes",
+    "missing_segments",
+    "missing_text",
     "page_raw",
     "segment_shape",
     "tiff_errors",
@@ -236,6 +238,9 @@ def tiff_read_image(file: Path, tif: tifffile.TiffFile, limit: int, budget: int)
     if w < 1 or h < 1:
         raise ImageReadError(f"the TIFF header gives an empty size {w} x {h}", file)
     layout = tiff_layout(file, planes)
+    th, tw = segment_shape(key)
+    if th * tw > limit:  # each tile is decoded whole, whatever the size of the image
+        raise bomb_error(file, tw, th, limit, tiff=True, tile=True)
     need = tiff_read_bytes(planes)
     if need > budget:
         raise memory_error(file, w, h, need, budget, fmt="TIFF")
@@ -253,14 +258,38 @@ def tiff_read_image(file: Path, tif: tifffile.TiffFile, limit: int, budget: int)
 
 
 def _check_complete(file: Path, planes: list) -> None:
-    """A clear message for a cut-off file, instead of a codec error or silent zeros."""
+    """A clear message for a cut-off file or missing tiles, instead of a codec error or black."""
     size = file.stat().st_size
     for page in planes:
         offsets = np.asarray(page.dataoffsets, dtype=np.int64)
         counts = np.asarray(page.databytecounts, dtype=np.int64)
         n = min(len(offsets), len(counts))
+        missing = missing_segments(page)
+        if missing:
+            raise ImageReadError(
+                f"the TIFF is damaged: {missing_text(page, missing)} have no data (a zero "
+                "offset or byte count); they would be read as black",
+                file,
+            )
         if n and int((offsets[:n] + counts[:n]).max()) > size:
             raise ImageReadError("the TIFF file is truncated: pixel data end early", file)
+
+
+def missing_segments(page, indices: np.ndarray | None = None) -> int:
+    """How many tiles or strips (of ``indices``, or all) have a zero offset or byte count."""
+    offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+    counts = np.asarray(page.databytecounts, dtype=np.int64)
+    n = min(len(offsets), len(counts))
+    empty = (offsets[:n] <= 0) | (counts[:n] <= 0)
+    return int(empty.sum() if indices is None else empty[indices[indices < n]].sum())
+
+
+def missing_text(page, missing: int, total: int | None = None, *, of_region: bool = False) -> str:
+    """``3 of 256 tiles`` (or strips; ``of the 4 tiles`` for a region)."""
+    kind = "tiles" if page.keyframe.is_tiled else "strips"
+    if total is None:
+        total = min(len(page.dataoffsets), len(page.databytecounts))
+    return f"{missing} of {'the ' if of_region else ''}{total} {kind}"
 
 
 def tiff_orientation(key) -> int:
@@ -285,9 +314,17 @@ def tiff_info(file: Path, tif: tifffile.TiffFile) -> ImageInfo:
     warnings: list[str] = []
     pixel_size = tiff_pixel_size(tif, key, warnings)
     try:
-        read_bytes: int | None = tiff_read_bytes(level_planes(file, series.levels[0]))
+        planes = level_planes(file, series.levels[0])
+        read_bytes: int | None = tiff_read_bytes(planes)
     except ImageReadError:
-        read_bytes = None  # a layout that reading will refuse with its own message
+        planes, read_bytes = [], None  # a layout that reading refuses with its own message
+    for page in planes:
+        missing = missing_segments(page)
+        if missing:
+            warnings.append(
+                f"{missing_text(page, missing)} of the image have no data (a damaged file): "
+                "reading it whole is refused, and so are regions that need them"
+            )
     return ImageInfo(
         width=levels[0][0],
         height=levels[0][1],

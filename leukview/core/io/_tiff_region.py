@@ -22,6 +22,8 @@ from ._tiff import (
     JPEG_COMPRESSIONS,
     first_series,
     level_planes,
+    missing_segments,
+    missing_text,
     page_raw,
     segment_shape,
     tiff_layout,
@@ -52,11 +54,24 @@ def _page_region_raw(
     if th < 1 or tw < 1:
         raise ImageReadError(f"the TIFF has an invalid tile or strip size {tw} x {th}", file)
     if th * tw > limit:
-        raise bomb_error(file, tw, th, limit, tiff=True)
+        raise bomb_error(file, tw, th, limit, tiff=True, tile=True)
     nrows, ncols = math.ceil(length / th), math.ceil(width / tw)
     offsets, counts = page.dataoffsets, page.databytecounts
     if len(offsets) < (spp if separate else 1) * nrows * ncols or len(counts) < len(offsets):
         raise ImageReadError("the TIFF is damaged: tile or strip offsets are missing", file)
+    rows = np.arange(y0 // th, (y1 - 1) // th + 1)
+    cols = np.arange(x0 // tw, (x1 - 1) // tw + 1)
+    needed = (
+        (np.arange(spp if separate else 1)[:, None, None] * nrows + rows[None, :, None]) * ncols
+        + cols[None, None, :]
+    ).ravel()
+    missing = missing_segments(page, needed)
+    if missing:
+        raise ImageReadError(
+            f"the TIFF is damaged: {missing_text(page, missing, needed.size, of_region=True)} "
+            "this region needs have no data (a zero offset or byte count)",
+            file,
+        )
     decodeargs: dict = {"_fullsize": False}
     if key.compression in JPEG_COMPRESSIONS:
         decodeargs["jpegtables"] = page.jpegtables
@@ -135,7 +150,7 @@ def tiff_read_region(
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + width, w), min(y + height, h)
     th, tw = segment_shape(key)
     if th * tw > limit:  # one tile (or strip) would be decoded whole
-        raise bomb_error(file, tw, th, limit, tiff=True)
+        raise bomb_error(file, tw, th, limit, tiff=True, tile=True)
     need = region_read_bytes(planes, layout, width, height, max(x1 - x0, 0), max(y1 - y0, 0))
     if need > budget:
         raise memory_error(file, width, height, need, budget, fmt="TIFF", region=True)

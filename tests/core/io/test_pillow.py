@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile.make_corpus import jpeg_cut_and_closed, jpeg_with_lying_size
 from PIL import Image, ImageFile, ImageOps
 
 from leukview.core.errors import LeukViewError
@@ -222,3 +224,44 @@ def test_pillow_guard_restores_pillow_globals_after_an_error(monkeypatch):
         assert Image.MAX_IMAGE_PIXELS is None and ImageFile.LOAD_TRUNCATED_IMAGES is False
         raise RuntimeError("decoder failed")
     assert (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES) == (1234, True)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.6, 0.85])
+def test_jpeg_data_ending_early_before_an_eoi_marker_is_an_error(
+    tmp_path, sample_jpeg, expect_error, progressive, fraction
+):
+    # libjpeg fills what is missing with grey and only warns; Pillow drops the warning.
+    buf = io.BytesIO()
+    Image.open(sample_jpeg).save(buf, "JPEG", quality=90, progressive=progressive)
+    path = jpeg_cut_and_closed(tmp_path / "cut.jpg", buf.getvalue(), fraction)
+    expect_error(path, "end early", "cut short")
+
+
+def test_jpeg_header_claiming_more_than_its_data_is_refused_before_decoding(
+    tmp_path, monkeypatch, expect_error
+):
+    path = jpeg_with_lying_size(tmp_path / "claims.jpg", 4000, 3000)  # fits the budget
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    expect_error(path, "4000 x 3000", "end early", "bytes of image data")
+
+
+def test_complete_jpegs_are_not_mistaken_for_cut_ones(tmp_path, sample_jpeg):
+    # A bright field with a mid-grey corner that is not exactly 128 everywhere.
+    field = np.full((64, 80, 3), 230, np.uint8)
+    field[-16:, -16:] = 127
+    for progressive in (False, True):
+        Image.fromarray(field).save(tmp_path / "f.jpg", quality=95, progressive=progressive)
+        assert read_image(tmp_path / "f.jpg").shape == (64, 80, 3)
+    buf = io.BytesIO()
+    Image.open(sample_jpeg).save(buf, "JPEG", progressive=True)
+    (tmp_path / "p.jpg").write_bytes(buf.getvalue())
+    assert read_image(tmp_path / "p.jpg").shape == (480, 640, 3)
+    # Mid-grey everywhere (a test card): the fill would not change it, so it is taken as is.
+    for mode, grey in (("RGB", (128, 128, 128)), ("L", 128)):
+        Image.new(mode, (24, 40), grey).save(tmp_path / "grey.jpg")
+        assert (read_image(tmp_path / "grey.jpg") == 128).all()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 import numpy as np
 import pytest
 import tifffile
+from hostile.make_corpus import tiff_with_huge_tiles, tiff_with_missing_tiles
 
 from leukview.core.io import image_info, read_image, read_region
 
@@ -104,3 +108,41 @@ def test_damaged_tiff_structure(tmp_path, rgb, expect_error):
     (tmp_path / "bad.tif").write_bytes(bytes(raw))
     expect_error(tmp_path / "bad.tif", "TIFF", "no image")
     expect_error(tmp_path / "bad.tif", "TIFF", "no image", call=image_info)
+
+
+def test_missing_tiles_are_an_error_not_black(tmp_path, expect_error):
+    path, data = tiff_with_missing_tiles(tmp_path / "m.tif", missing=(5, 77, 200))
+    err = expect_error(path, "3 of 256 tiles", "no data")
+    assert "black" in err.reason
+    info = image_info(path)  # the header still reads, and says what is wrong
+    assert any("3 of 256 tiles" in w for w in info.warnings), info.warnings
+    # Tile 5 is row 0, column 5: pixels 80..96 of the first 16 rows.
+    expect_error(path, "1 of the 4 tiles", call=lambda p: read_region(p, 70, 0, 20, 20))
+    assert np.array_equal(read_region(path, 0, 100, 50, 50), data[100:150, :50])
+
+
+def test_missing_strips_are_named_as_strips(tmp_path, rgb, expect_error):
+    tifffile.imwrite(tmp_path / "s.tif", rgb, photometric="rgb", rowsperstrip=10)
+    with tifffile.TiffFile(tmp_path / "s.tif", mode="r+b") as tif:
+        page = tif.pages.first
+        counts = list(page.databytecounts)
+        counts[1] = 0
+        page.tags["StripByteCounts"].overwrite(counts)
+    expect_error(tmp_path / "s.tif", "1 of 4 strips")
+
+
+@pytest.mark.parametrize("compression", ["jpeg", "zlib", None])
+def test_a_tile_claiming_two_gigapixels_is_refused_before_allocating(
+    tmp_path, expect_error, compression
+):
+    path = tiff_with_huge_tiles(tmp_path / "h.tif", 65536, 32768, compression)
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        err = expect_error(path, "65536 x 32768", "tile")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 2.0 and peak < 50_000_000
+    assert "refused before decoding" in err.reason
+    expect_error(path, "65536 x 32768", call=lambda p: read_region(p, 0, 0, 8, 8))
