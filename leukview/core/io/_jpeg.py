@@ -282,7 +282,7 @@ def check_jpeg_fill(file: Path, jpeg: JpegStructure, stored: np.ndarray) -> None
         grey = ~seen.copy()
         grey[: band.shape[0], :w] |= (band == 128).all(axis=2)
         flat = grey.reshape(mh, ncols, mw).all(axis=(0, 2))
-        return flat & seen.reshape(mh, ncols, mw).any(axis=(0, 2))
+        return np.logical_and(flat, seen.reshape(mh, ncols, mw).any(axis=(0, 2)))
 
     last = flat_mcus(nrows - 1)
     if not last[-1]:
