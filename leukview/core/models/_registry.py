@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,6 +66,11 @@ class ModelEntry:
         :meth:`ModelRegistry.find` too.
         """
         return self.folder.name
+
+    @property
+    def name_in_sidecar(self) -> str | None:
+        """The sidecar's ``name`` (what results are filed under), None without a readable sidecar."""
+        return self.spec.name if self.spec is not None else None
 
     @property
     def version(self) -> str:
@@ -128,7 +133,9 @@ class ModelRegistry:
         entries : list of ModelEntry
             Empty when the models folder does not exist. Sub-folders with
             neither ``model.onnx`` nor ``model.json`` are not models and are
-            not listed.
+            not listed. Two sidecars giving one ``name`` (whose results would
+            share their columns) make both entries unusable, each with the
+            problem "duplicate model name ..., also in FOLDER".
         """
         if not self.root.is_dir():
             return []
@@ -140,7 +147,7 @@ class ModelRegistry:
             ),
             key=lambda p: p.name,
         )
-        return [ModelEntry.read(folder) for folder in folders]
+        return _mark_duplicates([ModelEntry.read(folder) for folder in folders])
 
     def find(self, name: str) -> ModelEntry:
         """The entry of a model, by folder name, else by sidecar name.
@@ -190,6 +197,23 @@ class ModelRegistry:
         if providers is None:
             providers = select_providers()
         return [load_entry(entry, providers) for entry in chosen]
+
+
+def _mark_duplicates(entries: list[ModelEntry]) -> list[ModelEntry]:
+    """Give every entry whose sidecar name another sidecar gives too that problem."""
+    folders: dict[str, list[Path]] = {}
+    for entry in entries:
+        if entry.spec is not None:
+            folders.setdefault(entry.spec.name, []).append(entry.folder)
+    marked = []
+    for entry in entries:
+        shared = folders.get(entry.spec.name, []) if entry.spec is not None else []
+        if len(shared) > 1:
+            others = ", ".join(os.fspath(f) for f in shared if f != entry.folder)
+            problem = f"duplicate model name '{entry.name_in_sidecar}', also in {others}"
+            entry = replace(entry, problems=(*entry.problems, problem))
+        marked.append(entry)
+    return marked
 
 
 def load_entry(entry: ModelEntry, providers: Sequence[str] | None = None) -> Classifier:

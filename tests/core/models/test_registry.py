@@ -159,3 +159,32 @@ def test_listing_models_does_not_import_onnxruntime(root: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['alpha', 'bare', 'broken', 'zeta'] False False"
+
+
+def test_two_sidecars_with_one_name_are_both_listed_with_the_problem(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    make_tiny_classifier(root / "wbc-type", CLASSES)
+    make_tiny_classifier(root / "wbc-type-copy", CLASSES, name="wbc-type", seed=1)
+    make_tiny_classifier(root / "other", ["blast", "normal"], seed=2)
+    registry = ModelRegistry(root)
+    entries = {e.name: e for e in registry.entries()}
+    assert entries["other"].ok
+    first, copy = entries["wbc-type"], entries["wbc-type-copy"]
+    assert not first.ok and not copy.ok and first.spec is not None  # the sidecar is still shown
+    assert first.problems == (f"duplicate model name 'wbc-type', also in {root / 'wbc-type-copy'}",)
+    assert copy.problems == (f"duplicate model name 'wbc-type', also in {root / 'wbc-type'}",)
+    # loading by that name, or by either folder, is a clear error: neither loads, none twice
+    for name in ("wbc-type", "wbc-type-copy"):
+        with pytest.raises(ModelError, match="duplicate model name 'wbc-type'"):
+            registry.load([name], providers=[CPU])
+    with pytest.raises(ModelError, match="duplicate model name 'wbc-type'"):
+        registry.load(providers=[CPU])
+    assert [c.spec.name for c in registry.load(["other"], providers=[CPU])] == ["other"]
+
+
+def test_three_sidecars_with_one_name_name_the_other_two(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    for index, folder in enumerate(("a", "b", "c")):
+        make_tiny_classifier(root / folder, CLASSES, name="same", seed=index)
+    problems = {e.name: e.problems for e in ModelRegistry(root).entries()}
+    assert problems["b"] == (f"duplicate model name 'same', also in {root / 'a'}, {root / 'c'}",)
