@@ -101,6 +101,13 @@ the level that is read (not level 0), and pixels outside the image are white.
 Stacks (time, focus, series of pages) give their first plane; three separate
 channel planes (OME ``C`` = 3) are combined as RGB.
 
+Only the file that is opened is read. An OME-TIFF can put its pixel data in
+other files (``TiffData``/``UUID FileName``, any path), and tifffile would open
+them: LeukView refuses such a file, naming the references, without opening any
+of them; Micro-Manager and NDTiff series, which tifffile gathers from the files
+beside the one opened, are not built either (the pages of the file itself are
+read as a plain series).
+
 Pixel size
 ----------
 ``ImageInfo.pixel_size_um`` (micrometres per pixel of level 0) comes from, in

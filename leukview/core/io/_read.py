@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import tifffile
 
 from ..errors import ImageReadError
 from ._geometry import paste
@@ -17,7 +16,7 @@ from ._info import ImageInfo
 from ._limits import MAX_PIXELS_ENV, max_pixels_limit, max_read_bytes_limit
 from ._pillow import pillow_info, pillow_read_image
 from ._sniff import open_check
-from ._tiff import tiff_errors, tiff_info, tiff_read_image
+from ._tiff import open_tiff, tiff_info, tiff_read_image
 from ._tiff_region import tiff_read_region
 
 __all__ = ["image_info", "read_image", "read_region"]
@@ -61,7 +60,7 @@ def read_image(
     budget = max_read_bytes_limit(max_bytes)
     file, fmt = open_check(path)
     if fmt == "TIFF":
-        with tiff_errors(file), tifffile.TiffFile(file) as tif:
+        with open_tiff(file) as tif:
             return tiff_read_image(file, tif, limit, budget)
     return pillow_read_image(file, fmt, limit, budget)
 
@@ -133,7 +132,7 @@ def read_region(
             file,
         )
     if fmt == "TIFF":
-        with tiff_errors(file), tifffile.TiffFile(file) as tif:
+        with open_tiff(file) as tif:
             return tiff_read_region(file, tif, x, y, width, height, level, limit, budget)
     if level != 0:
         raise ImageReadError(f"level {level} does not exist: a {fmt} file has only level 0", file)
@@ -162,6 +161,6 @@ def image_info(path: str | os.PathLike[str]) -> ImageInfo:
     """
     file, fmt = open_check(path)
     if fmt == "TIFF":
-        with tiff_errors(file), tifffile.TiffFile(file) as tif:
+        with open_tiff(file) as tif:
             return tiff_info(file, tif)
     return pillow_info(file, fmt)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,9 @@ __all__ = [
     "level_planes",
     "missing_segments",
     "missing_text",
+    "open_tiff",
     "page_raw",
+    "refuse_external_references",
     "segment_shape",
     "tiff_errors",
     "tiff_info",
@@ -61,6 +64,68 @@ def tiff_errors(file: Path) -> Iterator[None]:
         raise ImageReadError(
             f"the TIFF data are damaged or cannot be decoded ({exc})", file
         ) from exc
+
+
+@contextlib.contextmanager
+def open_tiff(file: Path) -> Iterator[tifffile.TiffFile]:
+    """Open a TIFF so that nothing but this file is ever read, errors as ImageReadError.
+
+    tifffile follows references to other files: OME-XML ``UUID FileName`` (any
+    path, ``../../etc/passwd`` included), Micro-Manager stacks (every
+    ``*_MMStack*.tif`` beside it) and NDTiff indexes. Here the multi-file OME
+    series is off, Micro-Manager and NDTiff series are not tried, and an
+    OME-XML that puts pixel data in other files is refused before any series
+    is built (:func:`refuse_external_references`).
+    """
+    with (
+        tiff_errors(file),
+        tifffile.TiffFile(file, _multifile=False, is_mmstack=False, is_ndtiff=False) as tif,
+    ):
+        refuse_external_references(file, tif)
+        yield tif
+
+
+def refuse_external_references(file: Path, tif: tifffile.TiffFile) -> None:
+    """ImageReadError when the OME-XML puts pixel data in files other than ``file``.
+
+    A ``TiffData`` ``UUID`` is this file when it is the OME root's UUID or, with no
+    root UUID, when its ``FileName`` is this file's name (tifffile's own rule);
+    any other names another file. The names go into the message as written in
+    this file's XML; nothing of the other files is read.
+    """
+    if not tif.is_ome:
+        return
+    try:
+        root = ET.fromstring(tif.ome_metadata or "")
+    except ET.ParseError:
+        return  # tifffile does not build an OME series from XML it cannot parse either
+    own = {root.get("UUID")} - {None}
+    uuids = [el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "UUID"]
+    if not own:
+        own = {
+            (el.text or "").strip()
+            for el in uuids
+            if el.get("FileName", "").lower() == file.name.lower()
+        }
+    others = sorted(
+        {el.get("FileName") or (el.text or "").strip() for el in uuids}
+        - {""}
+        - {el.get("FileName") or "" for el in uuids if (el.text or "").strip() in own}
+    )
+    if others:
+        names = ", ".join(_printable(name) for name in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        raise ImageReadError(
+            f"the OME-TIFF puts its pixel data in {len(others)} other file(s) ({names}{more}); "
+            "LeukView reads only the file it is given and never opens the files an OME-TIFF "
+            "names",
+            file,
+        )
+
+
+def _printable(name: str, most: int = 60) -> str:
+    text = repr(name)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def first_series(file: Path, tif: tifffile.TiffFile) -> tifffile.TiffPageSeries:

@@ -24,6 +24,7 @@ from ._tiff import (
     level_planes,
     missing_segments,
     missing_text,
+    open_tiff,
     page_raw,
     segment_shape,
     tiff_layout,
@@ -210,7 +211,7 @@ def _region_white(
 def _overview_white(path: str, _mtime_ns: int, _size: int) -> float:
     """White level of the smallest level of a TIFF (cached per file version)."""
     file = Path(path)
-    with tifffile.TiffFile(file) as tif:
+    with open_tiff(file) as tif:
         series = first_series(file, tif)
         planes = level_planes(file, series.levels[-1])
         layout = tiff_layout(file, planes)

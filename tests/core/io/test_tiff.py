@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
+import os
 import time
 import tracemalloc
 
 import numpy as np
 import pytest
 import tifffile
-from hostile.make_corpus import tiff_with_huge_tiles, tiff_with_missing_tiles
+from hostile.make_corpus import (
+    ome_xml,
+    tiff_with_huge_tiles,
+    tiff_with_missing_tiles,
+    write_ome_tiff,
+)
 
 from leukview.core.io import image_info, read_image, read_region
 
@@ -146,3 +153,54 @@ def test_a_tile_claiming_two_gigapixels_is_refused_before_allocating(
     assert time.monotonic() - started < 2.0 and peak < 50_000_000
     assert "refused before decoding" in err.reason
     expect_error(path, "65536 x 32768", call=lambda p: read_region(p, 0, 0, 8, 8))
+
+
+# -- OME-TIFF references to other files: never followed
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every path that Python or tifffile opens while the test runs."""
+    paths: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def spy_open(file, *args, **kwargs):
+        paths.append(os.fsdecode(file) if isinstance(file, (str, bytes, os.PathLike)) else "<fd>")
+        return real_open(file, *args, **kwargs)
+
+    def spy_os_open(path, *args, **kwargs):
+        paths.append(os.fsdecode(path))
+        return real_os_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(os, "open", spy_os_open)
+    return paths
+
+
+@pytest.mark.parametrize("target", ["../other.tif", "../secret.txt", "other.tif"])
+def test_ome_references_to_other_files_are_refused_unread(
+    tmp_path, rgb, opened, capfd, expect_error, target
+):
+    tifffile.imwrite(tmp_path / "other.tif", np.full((40, 50, 3), 250, np.uint8), photometric="rgb")
+    (tmp_path / "sub").mkdir()
+    tifffile.imwrite(tmp_path / "sub" / "other.tif", np.full((40, 50, 3), 250, np.uint8))
+    (tmp_path / "secret.txt").write_text("SECRET-PATIENT root:x:0:0\n" * 20)
+    xml = ome_xml(50, 40, references=((target, "urn:uuid:00000000-0000-0000-0000-000000000002"),))
+    path = write_ome_tiff(tmp_path / "sub" / "a.ome.tif", rgb, xml)
+    opened.clear()
+    for call in (read_image, image_info):
+        err = expect_error(path, "other file", "never opens", call=call)
+        assert "SECR" not in str(err) and "root:" not in str(err)
+    assert {os.path.basename(p) for p in opened} <= {"a.ome.tif"}, opened
+    out, errors = capfd.readouterr()
+    assert "SECR" not in out + errors and "other.tif" not in errors
+
+
+def test_ome_naming_its_own_file_is_read(tmp_path, rgb):
+    # No root UUID, and the one TiffData names this very file: tifffile's rule for "self".
+    xml = ome_xml(50, 40, references=(("own.ome.tif", "urn:uuid:x"),)).replace(
+        ' UUID="urn:uuid:00000000-0000-0000-0000-000000000001"', ""
+    )
+    path = write_ome_tiff(tmp_path / "own.ome.tif", rgb, xml)
+    assert np.array_equal(read_image(path), rgb)
+    assert image_info(path).pixel_size_um == pytest.approx(0.25)
