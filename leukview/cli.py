@@ -394,9 +394,9 @@ def load_report_source(
     LeukViewError
         When neither the image nor the session can be read, or the models cannot be loaded.
     """
-    from .core.errors import SessionError
+    from .core.document import RestoreStatus, SessionFiles, default_sessions_folder
     from .core.io import image_info, read_image
-    from .core.session import ImageMatch, load_session, session_path
+    from .core.session import ImageMatch, load_session
 
     if is_session_file(path):
         session = load_session(path)
@@ -422,21 +422,26 @@ def load_report_source(
         return source
 
     info = image_info(path)  # LeukViewError when the image cannot be read
-    saved = session_path(path)
-    notes: list[str] = []
-    if saved.is_file():
-        try:
-            session = load_session(saved)
-            match, problem = session.check_image(path, info.width, info.height)
-        except SessionError as exc:
-            match, problem = None, exc.reason
-        if match is ImageMatch.SAME:
-            source = _from_session(session)
-            source.image_path = path
-            if need_image:
-                source.image = read_image(path)
-            return source
-        notes.append(f"{saved.name} not used ({problem}); analysing the image again")
+    # the viewer's own restore rule, read-only: a report never moves or writes a session
+    files = SessionFiles(default_sessions_folder(), read_only=True)
+    outcome, session = files.restore(path, (info.width, info.height))
+    # Unattended, a review is used only for the very same file: the viewer restores one whose
+    # image changed (same size) with a note a person reads; a batch report has no such reader.
+    usable = outcome.status is RestoreStatus.RESTORED
+    notes = [
+        f"{o.path.name if o.path else 'session'} not used ({o.reason})"
+        for o in outcome.all()
+        if o.path is not None and not (usable and o is outcome)
+    ]
+    if session is not None and usable:
+        source = _from_session(session)
+        source.image_path = path
+        source.notes.extend(notes)
+        if need_image:
+            source.image = read_image(path)
+        return source
+    if notes:
+        notes[-1] += "; analysing the image again"
     return _analyse_now(path, models, models_dir, notes)
 
 

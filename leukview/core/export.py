@@ -18,18 +18,12 @@ from pathlib import Path
 from .analysis import ModelRun, is_physical_key
 from .atomic import atomic_write_text
 from .calibration import AREA_KEYS, LENGTH_KEYS, Calibration
-from .calls import DEFAULT_CONFIDENCE_THRESHOLD, CellCall, call_cell
-from .calls import review_classes as review_classes  # deprecated re-export: import it from calls
+from .calls import DEFAULT_CONFIDENCE_THRESHOLD, call_cell
 from .cells import Cell
 
 FLAG_SEPARATOR = ";"
 #: The first columns, in order; then kind, position, per-model columns and measurements.
 LEADING_COLUMNS = ("id", "call", "confidence", "source", "flags", "reviewed", "reviewer", "review_time")
-
-
-def cell_call(cell: Cell, models: Sequence[ModelRun], use_review: bool = True) -> CellCall:
-    """Deprecated (the viewer still imports it): use :func:`leukview.core.calls.call_cell`."""
-    return call_cell(cell, models, use_review=use_review)
 
 
 def physical_columns(measures: Sequence[str]) -> list[str]:

@@ -10,10 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QStandardPaths
 from PySide6.QtWidgets import QMessageBox
 
-from leukview.core.document import RestoreOutcome, RestoreStatus, SaveOutcome
+from leukview.core.document import (
+    RestoreOutcome,
+    RestoreStatus,
+    SaveOutcome,
+    default_sessions_folder,
+)
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QTimer
@@ -27,9 +31,8 @@ __all__ = ["SessionUi", "restore_message", "sessions_folder"]
 
 
 def sessions_folder() -> Path:
-    """Where sessions go when an image's folder is read-only (the platform's application data)."""
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home() / ".leukview") / "sessions"
+    """Where sessions go when an image's folder is read-only (one rule, shared with the CLI)."""
+    return default_sessions_folder()
 
 
 def restore_message(outcome: RestoreOutcome) -> tuple[str, str] | None:

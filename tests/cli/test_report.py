@@ -172,3 +172,21 @@ def test_console_script_help():
     assert "--csv" in result.stdout and "--pdf" in result.stdout and "session" in result.stdout
     top = subprocess.run([sys.executable, "-m", "leukview", "--help"], capture_output=True, text=True, timeout=60)
     assert "leukview report PATH" in top.stdout
+
+
+def test_the_fallback_folder_session_is_found_like_the_viewer_finds_it(
+    image: Path, tmp_path: Path, tiny_models: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from leukview.core.document import default_sessions_folder
+    from leukview.core.session import fallback_session_path
+
+    monkeypatch.setenv("LEUKVIEW_SESSIONS_DIR", str(tmp_path / "sessions"))
+    reviewed_session(image, tiny_models)
+    fallback = fallback_session_path(image, default_sessions_folder())
+    fallback.parent.mkdir(parents=True)
+    session_path(image).rename(fallback)  # as when the image's folder was read-only
+    out = tmp_path / "cells.csv"
+    code, _, err = run(str(image), "--csv", str(out), "--models-dir", str(tiny_models))
+    assert code == EXIT_OK, err
+    assert [r["reviewer"] for r in rows_of(out) if r["source"] == "review"] == ["jdoe"]
+    assert fallback.is_file() and not session_path(image).exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -31,9 +32,28 @@ __all__ = [
 ]
 
 
+SESSIONS_DIR_ENV = "LEUKVIEW_SESSIONS_DIR"
+
+
 def default_sessions_folder() -> Path:
-    """Where sessions go when an image's folder is read-only (the GUI passes the platform's)."""
-    return Path.home() / ".leukview" / "sessions"
+    """Where sessions go when an image's folder is read-only: the user's application data.
+
+    The same folder for the viewer and ``leukview report`` (Qt's AppDataLocation for
+    organisation and application "LeukView": ``~/.local/share/LeukView/LeukView`` on
+    Linux, ``%APPDATA%\\LeukView\\LeukView`` on Windows, ``~/Library/Application
+    Support/LeukView/LeukView`` on macOS), then ``sessions``; ``$LEUKVIEW_SESSIONS_DIR``
+    overrides it.
+    """
+    override = os.environ.get(SESSIONS_DIR_ENV)
+    if override:
+        return Path(override)
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "LeukView" / "LeukView" / "sessions"
 
 
 def session_candidates(image: str | os.PathLike[str], folder: str | os.PathLike[str]) -> list[Path]:
