@@ -1,12 +1,15 @@
 """The installed models: the one place that lists, finds and loads them.
 
 The models folder (:func:`default_models_dir`) holds one folder per model.
-Every sub-folder holding a ``model.onnx`` or a ``model.json`` is listed, as
-a :class:`ModelEntry`; one that cannot be used (a graph without its sidecar,
-a sidecar that does not validate, a sidecar without its graph) is listed
-with its problems rather than left out, so that the GUI can show it as
-damaged and the CLI can say why it refuses it. Listing reads the sidecars
-only: the ONNX files are hashed and checked when a model is loaded
+Every sub-folder holding a ``model.onnx``, a ``model.json`` or any ``.onnx``
+file is listed, as a :class:`ModelEntry`; one that cannot be used (a graph
+without its sidecar, a sidecar that does not validate, a sidecar without its
+graph, a graph that is no regular file or is empty, two sidecars giving one
+name) is listed with its problems rather than left out, so that the GUI can
+show it as damaged and the CLI can say why it refuses it. So are a loose
+``.onnx`` file in the models folder and a models folder that is itself a
+model folder. Listing reads the sidecars only: the ONNX files are hashed and
+checked when a model is loaded
 (:meth:`~leukview.core.models.Classifier.load`), and onnxruntime is not
 imported before then.
 """
@@ -21,7 +24,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import ModelError
 from ..paths import models_dir as _paths_models_dir
-from ._spec import MODEL_FILE, SIDECAR_FILE, ModelSpec, read_sidecar
+from ._spec import (
+    MAX_MODEL_BYTES,
+    MODEL_FILE,
+    SIDECAR_FILE,
+    ModelSpec,
+    check_regular_file,
+    read_sidecar,
+)
 
 if TYPE_CHECKING:  # onnxruntime is slow to import; listing models must not need it
     from ._classifier import Classifier
@@ -88,17 +98,42 @@ class ModelEntry:
 
     @classmethod
     def read(cls, folder: str | os.PathLike[str]) -> ModelEntry:
-        """Inspect one model folder (its files' presence, its sidecar)."""
+        """Inspect one model folder: its files' presence and kind, its sidecar.
+
+        The graph is only looked at (a regular file, not empty, not over
+        :data:`MAX_MODEL_BYTES`); it is read and checked by
+        :meth:`Classifier.load`.
+        """
         folder = Path(folder)
-        has_graph = (folder / MODEL_FILE).is_file()
-        if not (folder / SIDECAR_FILE).is_file():
+        try:
+            names = sorted(p.name for p in folder.iterdir())
+        except OSError as exc:
+            return cls(folder, None, (f"cannot read this folder ({exc.strerror or exc})",))
+        has_graph = MODEL_FILE in names
+        others = [n for n in names if n.lower().endswith(".onnx") and n != MODEL_FILE]
+        hint = f" (found {', '.join(others[:3])})" if others else ""
+        if SIDECAR_FILE not in names:
+            if not has_graph:
+                return cls(
+                    folder,
+                    None,
+                    (
+                        f"no {MODEL_FILE} or {SIDECAR_FILE} here{hint}: a model folder holds "
+                        f"{MODEL_FILE} and its sidecar {SIDECAR_FILE}",
+                    ),
+                )
             return cls(folder, None, (f"{MODEL_FILE} without its sidecar {SIDECAR_FILE}",))
         try:
             spec = read_sidecar(folder / SIDECAR_FILE)
         except ModelError as exc:
             return cls(folder, None, (exc.reason,))
         if not has_graph:
-            return cls(folder, spec, (f"{MODEL_FILE} not found beside its sidecar",))
+            return cls(folder, spec, (f"{MODEL_FILE} not found beside its sidecar{hint}",))
+        try:
+            if check_regular_file(folder / MODEL_FILE, MAX_MODEL_BYTES, MODEL_FILE) == 0:
+                return cls(folder, spec, (f"{MODEL_FILE} is empty (0 bytes)",))
+        except ModelError as exc:
+            return cls(folder, spec, (exc.reason,))
         return cls(folder, spec)
 
 
@@ -132,22 +167,44 @@ class ModelRegistry:
         -------
         entries : list of ModelEntry
             Empty when the models folder does not exist. Sub-folders with
-            neither ``model.onnx`` nor ``model.json`` are not models and are
-            not listed. Two sidecars giving one ``name`` (whose results would
+            neither ``model.onnx`` nor ``model.json`` nor any ``.onnx`` file
+            are not models and are not listed. Two sidecars giving one ``name`` (whose results would
             share their columns) make both entries unusable, each with the
             problem "duplicate model name ..., also in FOLDER".
+
+        Raises
+        ------
+        ModelError
+            If the models folder exists but cannot be read.
         """
         if not self.root.is_dir():
             return []
-        folders = sorted(
-            (
-                p
-                for p in self.root.iterdir()
-                if p.is_dir() and ((p / SIDECAR_FILE).is_file() or (p / MODEL_FILE).is_file())
-            ),
-            key=lambda p: p.name,
-        )
-        return _mark_duplicates([ModelEntry.read(folder) for folder in folders])
+        try:
+            children = sorted(self.root.iterdir(), key=lambda p: p.name)
+        except OSError as exc:
+            raise ModelError(
+                f"cannot read the models folder ({exc.strerror or exc})", self.root
+            ) from exc
+        found = []
+        if any(os.path.lexists(self.root / name) for name in (MODEL_FILE, SIDECAR_FILE)):
+            # LEUKVIEW_MODELS set to one model's folder instead of the folder of folders
+            found.append(
+                ModelEntry(
+                    self.root,
+                    None,
+                    (
+                        "this models folder is itself a model folder: the models folder holds "
+                        f"one folder per model (use {self.root.parent})",
+                    ),
+                )
+            )
+        for child in children:
+            if child.is_dir():
+                if _looks_like_a_model(child):
+                    found.append(ModelEntry.read(child))
+            elif child.suffix.lower() == ".onnx" and child.name != MODEL_FILE:
+                found.append(ModelEntry(child, None, (_LOOSE,)))
+        return _mark_duplicates(found)
 
     def find(self, name: str) -> ModelEntry:
         """The entry of a model, by folder name, else by sidecar name.
@@ -197,6 +254,26 @@ class ModelRegistry:
         if providers is None:
             providers = select_providers()
         return [load_entry(entry, providers) for entry in chosen]
+
+
+_LOOSE = (
+    f"a model file outside a model folder: put it in its own folder as {MODEL_FILE}, "
+    f"with its sidecar {SIDECAR_FILE}"
+)
+
+
+def _looks_like_a_model(folder: Path) -> bool:
+    """A sub-folder holding a model file or sidecar (even a broken link), or any .onnx file.
+
+    An unreadable folder is listed too (but not a hidden one: ``.git``, ``lost+found``...).
+    """
+    try:
+        return any(
+            p.name in (MODEL_FILE, SIDECAR_FILE) or p.name.lower().endswith(".onnx")
+            for p in folder.iterdir()
+        )
+    except OSError:
+        return not folder.name.startswith(".") and folder.name != "lost+found"
 
 
 def _mark_duplicates(entries: list[ModelEntry]) -> list[ModelEntry]:

@@ -68,6 +68,7 @@ MAX_VERSION_LENGTH = 64
 MAX_LABEL_LENGTH = 1000  # graph input, output and initialiser names
 MAX_TEXT_LENGTH = 100_000  # description, architecture, licence
 MAX_SIDECAR_BYTES = 4 << 20
+MAX_MODEL_BYTES = 2 << 30  # protobuf's limit: no single-file ONNX model is larger
 
 
 @dataclass
@@ -302,16 +303,20 @@ def read_sidecar(path: str | os.PathLike[str]) -> ModelSpec:
     return ModelSpec.from_dict(data, path)
 
 
-def read_regular_file(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of a regular file (links followed) of at most ``limit`` bytes.
+def check_regular_file(path: Path, limit: int, what: str) -> int:
+    """Check, without opening it, that a path is a regular file (links followed) within a size.
 
-    Devices, FIFOs, folders and sockets are refused before they are opened;
-    the read itself stops past ``limit`` in case the file grows meanwhile.
+    Returns
+    -------
+    size : int
+        The file's size in bytes.
 
     Raises
     ------
     ModelError
-        Named after ``what`` (e.g. ``'model sidecar'``).
+        Named after ``what`` (e.g. ``'model sidecar'``): missing (or a link to
+        nothing), unreadable, a folder, FIFO, device or socket, or larger than
+        ``limit``.
     """
     try:
         info = path.stat()
@@ -329,6 +334,22 @@ def read_regular_file(path: Path, limit: int, what: str) -> bytes:
         raise ModelError(
             f"{what} is larger than {_size_text(limit)} ({_size_text(info.st_size)})", path
         )
+    return info.st_size
+
+
+def read_regular_file(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file (links followed) of at most ``limit`` bytes.
+
+    Devices, FIFOs, folders and sockets are refused before they are opened
+    (:func:`check_regular_file`); the read itself stops past ``limit`` in
+    case the file grows meanwhile.
+
+    Raises
+    ------
+    ModelError
+        Named after ``what`` (e.g. ``'model sidecar'``).
+    """
+    check_regular_file(path, limit, what)
     try:
         with path.open("rb") as handle:
             data = handle.read(limit + 1)

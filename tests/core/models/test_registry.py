@@ -188,3 +188,51 @@ def test_three_sidecars_with_one_name_name_the_other_two(tmp_path: Path) -> None
         make_tiny_classifier(root / folder, CLASSES, name="same", seed=index)
     problems = {e.name: e.problems for e in ModelRegistry(root).entries()}
     assert problems["b"] == (f"duplicate model name 'same', also in {root / 'a'}, {root / 'c'}",)
+
+
+def test_folders_that_only_look_like_models_are_listed_with_a_hint(tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "models"
+    good = make_tiny_classifier(root / "good", CLASSES)
+    graph = (good / "model.onnx").read_bytes()
+    misnamed = root / "misnamed"
+    misnamed.mkdir()
+    (misnamed / "wbc.onnx").write_bytes(graph)
+    renamed = make_tiny_classifier(root / "renamed", CLASSES)
+    (renamed / "model.onnx").rename(renamed / "weights.onnx")
+    (root / "loose.onnx").write_bytes(graph)
+    dangling = make_tiny_classifier(root / "dangling", CLASSES)
+    (dangling / "model.onnx").unlink()
+    (dangling / "model.onnx").symlink_to(tmp_path / "gone.onnx")
+    fifo = root / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "model.json")
+    (fifo / "model.onnx").write_bytes(graph)
+
+    entries = {e.name: e for e in ModelRegistry(root).entries()}
+    assert sorted(entries) == ["dangling", "fifo", "good", "loose.onnx", "misnamed", "renamed"]
+    assert entries["good"].ok
+    assert entries["misnamed"].problems == (
+        "no model.onnx or model.json here (found wbc.onnx): a model folder holds model.onnx "
+        "and its sidecar model.json",
+    )
+    assert entries["renamed"].problems == ("model.onnx not found beside its sidecar (found weights.onnx)",)
+    assert entries["loose.onnx"].problems == (
+        "a model file outside a model folder: put it in its own folder as model.onnx, "
+        "with its sidecar model.json",
+    )
+    assert entries["dangling"].problems == (
+        f"model.onnx is a link to a missing file ({tmp_path / 'gone.onnx'})",
+    )
+    assert entries["fifo"].spec is None and "not a regular file (a FIFO)" in entries["fifo"].problems[0]
+
+
+def test_a_models_folder_that_is_itself_a_model_says_so(tmp_path: Path) -> None:
+    folder = make_tiny_classifier(tmp_path / "wbc-type", CLASSES)
+    entries = ModelRegistry(folder).entries()
+    assert len(entries) == 1 and entries[0].folder == folder and not entries[0].ok
+    assert entries[0].problems == (
+        "this models folder is itself a model folder: the models folder holds one folder per "
+        f"model (use {tmp_path})",
+    )
