@@ -30,7 +30,9 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -83,7 +85,7 @@ def _split_groups(model_dir: Path, part: str, name: str) -> set[str]:
 
 
 def model_parts(
-    model_dir: Path, data_root: Path, role: str, include: Sequence[str] = ()
+    model_dir: Path, data_root: Path, role: str, include: Sequence[str] = (), dedupe: bool = True
 ) -> list[Part]:
     """The data sets of a model's training config, restricted to one role.
 
@@ -93,7 +95,8 @@ def model_parts(
         'atlas': redistributable training sets (train groups only) and the
         redistributable evaluation sets named in ``include``. 'evaluate': the
         held-out (test) groups of every training set and every evaluation
-        set (one per distinct listing: BCCD's halves are not repeated).
+        set (with ``dedupe``, one per distinct listing: BCCD's halves are
+        not repeated).
     """
     config = _read_json(model_dir / "training-config.json")
     parts: list[Part] = []
@@ -118,7 +121,7 @@ def model_parts(
             parts.append(Part(name, entry, load_sources(args, data_root), "include"))
             continue
         key = json.dumps({k: v for k, v in args.items() if k not in ("half", "split_at")}, sort_keys=True)
-        if key in seen:
+        if key in seen and dedupe:
             continue
         seen.add(key)
         parts.append(Part(name, entry, load_sources(args, data_root), "eval"))
@@ -324,17 +327,46 @@ def build_atlas(
     return atlas
 
 
-def exclusions(atlas: Atlas, source: str, groups: Sequence[str]) -> list[set[str]]:
-    """Per query cell of data set ``source``, the atlas cells of the same source and group.
+def exclusions(
+    atlas: Atlas, source: str, groups: Sequence[str], files: Sequence[str] | None = None
+) -> list[set[str]]:
+    """Per query cell of data set ``source``, the atlas cells it must not be compared with.
 
-    Searching without them keeps a subject's other cells (or the cell
-    itself) from vouching for it.
+    Those of the same source and group (a subject's other cells), and those
+    cut from the same image file under any source name (BCCD and its halves
+    list the same images): nothing vouches for itself.
     """
     by_group: dict[tuple[str, str], set[str]] = {}
+    by_file: dict[str, set[str]] = {}
     for e in atlas.entries:
         if e.group:
             by_group.setdefault((e.source, e.group), set()).add(e.atlas_id)
-    return [set(by_group.get((source, g), set())) for g in groups]
+        if e.file:
+            by_file.setdefault(e.file, set()).add(e.atlas_id)
+    out = []
+    for i, group in enumerate(groups):
+        banned = set(by_group.get((source, group), set()))
+        if files is not None:
+            banned |= by_file.get(files[i], set())
+        out.append(banned)
+    return out
+
+
+def grow_atlas(
+    atlas: Atlas, classifier: Classifier, parts: Sequence[Part], data_root: Path, cache_dir: str | None
+) -> None:
+    """Add every cell of these data sets to an atlas, as a lab adds its reviewed cells."""
+    for part in parts:
+        found = _crops(part, classifier, cache_dir)
+        _, embeddings = run_crops(classifier, found.crops)
+        result = atlas.add(
+            embeddings, found.crops, [str(v) for v in found.labels],
+            source=part.name, licence=part.entry.get("licence", "") or "local",
+            attribution=part.entry.get("citation", ""),
+            files=[_relative(str(v), data_root) for v in found.sources],
+            groups=[str(v) for v in found.groups],
+        )
+        log.info("grown by %s: %d cells (%d duplicates)", part.name, len(result.added), len(result.duplicates))
 
 
 def evaluate_atlas(
@@ -345,11 +377,22 @@ def evaluate_atlas(
     k: int = 5,
     cache_dir: str | None = "cache",
     sets: Sequence[str] | None = None,
+    grow: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Agreement of the atlas's k-nearest majority with the truth, per evaluation set.
 
     A cell of a data set that is also in the atlas (``--include``) is
-    searched without every atlas cell of its own group (subject).
+    searched without every atlas cell of its own group (subject) and image.
+
+    Parameters
+    ----------
+    sets : sequence of str, optional
+        Only these sets (``"pbc held out"`` or a config name such as
+        ``bccd-test``); every distinct set by default.
+    grow : sequence of str
+        Evaluation sets whose cells are first added to a temporary copy of
+        the atlas (what a lab's own reviewed cells would do); evaluate
+        another set (e.g. grow ``bccd-dev``, evaluate ``bccd-test``).
 
     Returns
     -------
@@ -361,10 +404,29 @@ def evaluate_atlas(
     model_dir = Path(model_dir)
     data_root = Path(data_root)
     classifier = Classifier.load(model_dir)
-    atlas = Atlas.load(atlas_dir or model_dir / "atlas", classifier)
+    atlas_dir = Path(atlas_dir or model_dir / "atlas")
+    atlas = Atlas.load(atlas_dir, classifier)
     classes = np.array(classifier.spec.classes)
+    parts = model_parts(model_dir, data_root, "evaluate", dedupe=not sets)
+    with tempfile.TemporaryDirectory() as tmp:
+        if grow:
+            unknown = set(grow) - {p.name for p in parts}
+            if unknown:
+                raise SystemExit(f"--grow: no data set named {', '.join(sorted(unknown))}")
+            shutil.copytree(atlas_dir, Path(tmp) / "atlas")
+            atlas = Atlas.load(Path(tmp) / "atlas", classifier)
+            grow_atlas(atlas, classifier, [p for p in parts if p.name in grow], data_root, cache_dir)
+        return _evaluate(atlas, classifier, parts, classes, data_root, k, cache_dir, sets, grow)
+
+
+def _evaluate(
+    atlas: Atlas, classifier: Classifier, parts: Sequence[Part], classes: np.ndarray, data_root: Path,
+    k: int, cache_dir: str | None, sets: Sequence[str] | None, grow: Sequence[str],
+) -> list[dict[str, Any]]:
     rows = []
-    for part in model_parts(model_dir, data_root, "evaluate"):
+    for part in parts:
+        if part.name in grow:
+            continue
         label = f"{part.name} held out" if part.role == "heldout" else part.name
         if sets and part.name not in sets and label not in sets:
             continue
@@ -376,7 +438,8 @@ def evaluate_atlas(
         probs, embeddings = run_crops(classifier, found.crops)
         truth = found.labels.astype(str)
         called = classes[probs.argmax(1)]
-        exclude = exclusions(atlas, part.name, [str(g) for g in found.groups])
+        exclude = exclusions(atlas, part.name, [str(g) for g in found.groups],
+                             [_relative(str(f), data_root) for f in found.sources])
         excluded = sum(1 for e in exclude if e)
         neighbours = atlas.search(embeddings, k, exclude=exclude)
         votes = np.array([majority_label(n)[0] or "" for n in neighbours])
@@ -393,7 +456,8 @@ def evaluate_atlas(
             "accuracy_when_disagree": float(right[~agree].mean()) if (~agree).any() else None,
             "atlas_right_when_disagree": float((votes == truth)[~agree].mean()) if (~agree).any() else None,
             "n_disagree": int((~agree).sum()),
-            "left_out": (f"own group (subject) left out for {excluded} cells" if excluded else ""),
+            "left_out": (f"own group (subject) or image left out for {excluded} cells" if excluded else ""),
+            "atlas": {"count": len(atlas), "grown_by": list(grow)},
             "k": k,
         })
         log.info("%s: %s", label, rows[-1])
@@ -433,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=5, help="neighbours that vote (evaluate)")
     parser.add_argument("--set", action="append", dest="sets", help="evaluate only this set (repeatable)")
+    parser.add_argument("--grow", action="append", default=[],
+                        help="evaluate with this data set's cells added to a copy of the atlas")
     parser.add_argument("--json", help="write the evaluation rows here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -455,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.evaluate:
         rows = evaluate_atlas(
             args.model, args.atlas or args.out, args.data, k=args.k, cache_dir=cache, sets=args.sets,
+            grow=args.grow,
         )
         print(agreement_table(rows, args.k))
         if args.json:

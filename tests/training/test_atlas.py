@@ -155,3 +155,25 @@ def test_command_line(setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.C
     assert "4 cells" in printed and "| lab held out | 6 |" in printed
     assert [r["set"] for r in json.loads(report.read_text())] == ["lab held out", "copyleft held out", "other"]
     assert "python -m training.atlas" in Atlas.load(out).meta["build"]["command"]
+
+
+def test_exclusions_also_leave_out_the_same_image(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = setup
+    atlas = build_atlas(model, tmp_path / "atlas", data, per_class=6, include=["other"], cache_dir=None)
+    entry = next(e for e in atlas.entries if e.source == "other")
+    # the same image listed under another set's name (as BCCD and its halves are)
+    banned = exclusions(atlas, "other-half", ["no-such-group"], [entry.file])
+    assert banned == [{entry.atlas_id}]
+
+
+def test_evaluate_with_a_grown_atlas(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = setup
+    build_atlas(model, tmp_path / "atlas", data, per_class=3, cache_dir=None)
+    base = len(Atlas.load(tmp_path / "atlas"))
+    rows = evaluate_atlas(model, tmp_path / "atlas", data, k=3, cache_dir=None, sets=["lab held out"],
+                          grow=["other"])
+    assert [r["set"] for r in rows] == ["lab held out"]
+    assert rows[0]["atlas"] == {"count": base + 12, "grown_by": ["other"]}
+    assert len(Atlas.load(tmp_path / "atlas")) == base  # the shipped atlas is untouched
+    with pytest.raises(SystemExit, match="--grow"):
+        evaluate_atlas(model, tmp_path / "atlas", data, cache_dir=None, grow=["nope"])
