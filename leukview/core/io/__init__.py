@@ -125,6 +125,19 @@ negative, a resolution that overflows the range) is skipped with a sentence in
 always a plain finite number or ``None``, never one that overflows later or
 reaches JSON as ``Infinity``/``NaN``.
 
+Files that are not images
+-------------------------
+The path is looked at with :func:`os.stat` before it is opened, so a symbolic
+link loop, a broken link (its target named), a folder, a named pipe (which
+would block the reader for ever), a device (a link to ``/dev/zero``) or a socket
+is named as such and never read; the file is then opened non-blocking and its
+type checked again. Bytes paths (file names that are not UTF-8) are accepted.
+tifffile's own log lines (it logs what it finds odd in a file, and logging's
+last resort prints them, once per open) are not printed: while a file is open
+they are collected, and :func:`image_info` returns them in
+``ImageInfo.warnings`` as ``tifffile: ...``; the ``tifffile`` logger does not
+propagate to the application's handlers.
+
 Every failure raises :class:`~leukview.core.errors.ImageReadError` naming the
 file and the reason.
 """

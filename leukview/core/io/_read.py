@@ -23,7 +23,7 @@ __all__ = ["image_info", "read_image", "read_region"]
 
 
 def read_image(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     *,
     max_pixels: int | None = None,
     max_bytes: int | None = None,
@@ -32,9 +32,10 @@ def read_image(
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, bytes or path-like
         A JPEG, PNG, BMP or TIFF file (format taken from its content). For a
-        pyramidal TIFF, level 0 of the first series.
+        pyramidal TIFF, level 0 of the first series. A bytes path (a name that
+        is not UTF-8) is taken as the operating system gives it.
     max_pixels : int, optional
         Decompression-bomb limit for this call (see
         :func:`~leukview.core.io.max_pixels_limit`).
@@ -66,7 +67,7 @@ def read_image(
 
 
 def read_region(
-    path: str | os.PathLike[str],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     x: int,
     y: int,
     width: int,
@@ -139,7 +140,7 @@ def read_region(
     return paste(pillow_read_image(file, fmt, limit, budget), x, y, width, height)
 
 
-def image_info(path: str | os.PathLike[str]) -> ImageInfo:
+def image_info(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> ImageInfo:
     """Size, levels, pixel size and layout from the header, without decoding pixels.
 
     A header that claims a huge image is reported, not refused: the limit

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 from ..errors import ImageReadError
@@ -52,13 +54,18 @@ def is_supported(path: str | os.PathLike[str]) -> bool:
     return not name.startswith("._") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def open_check(path: str | os.PathLike[str]) -> tuple[Path, str]:
+def open_check(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> tuple[Path, str]:
     """The path as a Path and its format from the first bytes, or a clear error.
+
+    The file's type is checked with :func:`os.stat` before it is opened, and it
+    is opened non-blocking and checked again, so a named pipe, a device (a link
+    to ``/dev/zero``) or a socket is named and never read, and nothing hangs.
 
     Parameters
     ----------
-    path : str or path-like
-        The file to read.
+    path : str, bytes or path-like
+        The file to read; a bytes path (a file name that is not UTF-8) is
+        decoded as the operating system does (:func:`os.fsdecode`).
 
     Returns
     -------
@@ -70,29 +77,36 @@ def open_check(path: str | os.PathLike[str]) -> tuple[Path, str]:
     Raises
     ------
     ImageReadError
-        Not a path, missing, a folder, not a regular file, empty, unreadable or
-        not one of the four formats (the error names what it is instead).
+        Not a path, missing, a broken symbolic link or a loop of them, a
+        folder, a named pipe, a device or a socket, empty, unreadable, a name
+        too long for the system, or not one of the four formats (the error
+        names what it is instead).
     """
     try:
-        file = Path(os.fspath(path))
+        file = Path(os.fsdecode(os.fspath(path)))
     except TypeError as exc:
         raise ImageReadError(f"not a file path: {path!r}") from exc
     try:
-        if not file.exists():
-            raise ImageReadError("no such file", file)
-        if file.is_dir():
-            raise ImageReadError("is a folder, not an image file", file)
-        if not file.is_file():
-            raise ImageReadError("is not a regular file", file)
-        size = file.stat().st_size
-        if size == 0:
-            raise ImageReadError("the file is empty (0 bytes)", file)
-        with open(file, "rb") as fh:
-            head = fh.read(512)
+        st = os.stat(file)
+    except OSError as exc:
+        raise ImageReadError(_stat_failure(file, exc), file) from exc
+    _check_kind(file, st.st_mode)
+    if st.st_size == 0:
+        raise ImageReadError("the file is empty (0 bytes)", file)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(file, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     except PermissionError as exc:
         raise ImageReadError("cannot open the file: permission denied", file) from exc
     except OSError as exc:
-        raise ImageReadError(f"cannot open the file: {exc.strerror or exc}", file) from exc
+        raise ImageReadError(_stat_failure(file, exc), file) from exc
+    try:
+        _check_kind(file, os.fstat(fd).st_mode)  # swapped for a pipe since the stat?
+        head = os.read(fd, 512)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read the file: {exc.strerror or exc}", file) from exc
+    finally:
+        os.close(fd)
     fmt = _sniff(head)
     if fmt is None:
         what = _describe_unknown(head)
@@ -104,6 +118,41 @@ def open_check(path: str | os.PathLike[str]) -> tuple[Path, str]:
             file,
         )
     return file, fmt
+
+
+def _stat_failure(file: Path, exc: OSError) -> str:
+    """Why a path cannot be looked at, for a person."""
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link loop: the link points, directly or through others, to itself"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "cannot open the file: its name is too long for the file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "cannot open the file: permission denied"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if os.path.islink(file):
+            try:
+                target = os.readlink(file)
+            except OSError:
+                target = "?"
+            return f"is a broken symbolic link: its target {target!r} does not exist"
+        return "no such file"
+    return f"cannot open the file: {exc.strerror or exc}"
+
+
+def _check_kind(file: Path, mode: int) -> None:
+    """ImageReadError unless ``mode`` is a regular file's, naming what it is instead."""
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise ImageReadError("is a folder, not an image file", file)
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device (such as /dev/zero)"),
+        (stat.S_ISBLK, "a block device (a disk)"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    what = next((name for test, name in kinds if test(mode)), "a special file")
+    raise ImageReadError(f"is {what}, not a regular file: it is not read", file)
 
 
 def _sniff(head: bytes) -> str | None:

@@ -6,7 +6,10 @@ Region reads of tiled and stripped levels are in :mod:`._tiff_region`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +38,7 @@ __all__ = [
     "tiff_errors",
     "tiff_info",
     "tiff_layout",
+    "tiff_log",
     "tiff_orientation",
     "tiff_read_bytes",
     "tiff_read_image",
@@ -66,6 +70,55 @@ def tiff_errors(file: Path) -> Iterator[None]:
         ) from exc
 
 
+class _TifffileLog(logging.Handler):
+    """Keeps tifffile's warnings for the read in progress; prints nothing.
+
+    tifffile logs what it finds odd in a file (to stderr, through logging's
+    last resort, once per open: twice when a file is looked at, then read).
+    These messages are about the file being read, so they belong to its
+    result: :func:`open_tiff` collects them and :func:`tiff_info` turns them
+    into ``ImageInfo.warnings``; outside a read they are dropped.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        messages = _TIFF_LOG.get()
+        if messages is None or len(messages) >= _MAX_LOG_MESSAGES:
+            return
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record must not cost the read
+            return
+        text = _TIFF_REPR.sub("", text).strip()
+        text = text.removeprefix("raised ")
+        text = "".join(c if c.isprintable() else "?" for c in text).strip()
+        text = "tifffile: " + (text if len(text) <= 200 else text[:197] + "...")
+        if text not in messages:
+            messages.append(text)
+
+
+_TIFF_LOG: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "leukview_tifffile_log", default=None
+)
+_MAX_LOG_MESSAGES = 10
+# tifffile's object reprs (<tifffile.TiffTag 270 @70>, <TiffTag.fromfile>) say nothing to a person.
+_TIFF_REPR = re.compile(r"<(?:tifffile\.)?[A-Z][A-Za-z_.]*(?: [^<>]*)?>\s*")
+
+
+def _route_tifffile_log() -> None:
+    logger = logging.getLogger("tifffile")
+    if not any(isinstance(h, _TifffileLog) for h in logger.handlers):
+        logger.addHandler(_TifffileLog(logging.WARNING))
+    logger.propagate = False
+
+
+_route_tifffile_log()
+
+
+def tiff_log() -> list[str]:
+    """tifffile's warnings so far in the :func:`open_tiff` block in progress."""
+    return list(_TIFF_LOG.get() or [])
+
+
 @contextlib.contextmanager
 def open_tiff(file: Path) -> Iterator[tifffile.TiffFile]:
     """Open a TIFF so that nothing but this file is ever read, errors as ImageReadError.
@@ -75,14 +128,19 @@ def open_tiff(file: Path) -> Iterator[tifffile.TiffFile]:
     ``*_MMStack*.tif`` beside it) and NDTiff indexes. Here the multi-file OME
     series is off, Micro-Manager and NDTiff series are not tried, and an
     OME-XML that puts pixel data in other files is refused before any series
-    is built (:func:`refuse_external_references`).
+    is built (:func:`refuse_external_references`). tifffile's log lines while
+    the block runs are kept for :func:`tiff_log`, not printed.
     """
-    with (
-        tiff_errors(file),
-        tifffile.TiffFile(file, _multifile=False, is_mmstack=False, is_ndtiff=False) as tif,
-    ):
-        refuse_external_references(file, tif)
-        yield tif
+    token = _TIFF_LOG.set([])
+    try:
+        with (
+            tiff_errors(file),
+            tifffile.TiffFile(file, _multifile=False, is_mmstack=False, is_ndtiff=False) as tif,
+        ):
+            refuse_external_references(file, tif)
+            yield tif
+    finally:
+        _TIFF_LOG.reset(token)
 
 
 def refuse_external_references(file: Path, tif: tifffile.TiffFile) -> None:
@@ -390,6 +448,7 @@ def tiff_info(file: Path, tif: tifffile.TiffFile) -> ImageInfo:
                 f"{missing_text(page, missing)} of the image have no data (a damaged file): "
                 "reading it whole is refused, and so are regions that need them"
             )
+    warnings.extend(tiff_log())
     return ImageInfo(
         width=levels[0][0],
         height=levels[0][1],
