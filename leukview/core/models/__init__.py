@@ -6,6 +6,8 @@ A model is a folder ``models/<name>/`` holding ``model.onnx`` and its sidecar
 * :class:`ModelSpec` / :func:`read_sidecar`: the sidecar, validated;
 * :class:`ModelRegistry` (and :func:`find_models`, :func:`load_models`):
   the models installed in a folder, listed with their problems, loaded by name;
+  :meth:`ModelRegistry.load_usable` loads what it can and returns a
+  :class:`ModelProblem` for each of the rest;
 * :func:`select_providers`, :func:`physical_cores`, :func:`create_session`:
   how onnxruntime runs them (``LEUKVIEW_PROVIDER``, ``LEUKVIEW_THREADS``);
 * :class:`Classifier`: one loaded, validated model: batched inference and
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._registry import (
     ModelEntry,
+    ModelProblem,
     ModelRegistry,
     default_models_dir,
     find_models,
@@ -80,6 +83,7 @@ __all__ = [
     "THREADS_ENV",
     "Classifier",
     "ModelEntry",
+    "ModelProblem",
     "ModelRegistry",
     "ModelSpec",
     "cam_is_exact",

@@ -8,7 +8,9 @@ graph, a graph that is no regular file or is empty, two sidecars giving one
 name) is listed with its problems rather than left out, so that the GUI can
 show it as damaged and the CLI can say why it refuses it. So are a loose
 ``.onnx`` file in the models folder and a models folder that is itself a
-model folder. Listing reads the sidecars only: the ONNX files are hashed and
+model folder. :meth:`ModelRegistry.load_usable` loads every usable model
+and returns a :class:`ModelProblem` for each of the others. Listing reads
+the sidecars only: the ONNX files are hashed and
 checked when a model is loaded
 (:meth:`~leukview.core.models.Classifier.load`), and onnxruntime is not
 imported before then.
@@ -16,6 +18,7 @@ imported before then.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +35,8 @@ from ._spec import (
     check_regular_file,
     read_sidecar,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # onnxruntime is slow to import; listing models must not need it
     from ._classifier import Classifier
@@ -143,6 +148,21 @@ class ModelRegistry:
     The folder is read afresh by every call, so a model copied in (or
     removed) while the app runs is seen at the next one.
 
+    :meth:`entries` lists every model folder, problems included; :meth:`find`
+    finds one by name. Two ways to load:
+
+    * :meth:`load_usable` (what a run wants): every usable model loads, and
+      each other one, or each name that is not installed, comes back as a
+      :class:`ModelProblem` (folder, name if known, reason), so that one
+      broken model never stops a run::
+
+          classifiers, problems = ModelRegistry(folder).load_usable(names)
+          for problem in problems:
+              print(f"warning: {problem}")  # model 'NAME' (FOLDER): REASON
+
+    * :meth:`load` (all or nothing): the first problem raises a
+      :class:`~leukview.core.errors.ModelError`.
+
     Parameters
     ----------
     models_dir : path, optional
@@ -214,7 +234,9 @@ class ModelRegistry:
         ModelError
             If no model has that name; the message lists those installed.
         """
-        entries = self.entries()
+        return self._find(self.entries(), name)
+
+    def _find(self, entries: Sequence[ModelEntry], name: str) -> ModelEntry:
         found = next((e for e in entries if e.name == name), None)
         if found is None:  # maybe the sidecar's name differs from its folder's
             found = next((e for e in entries if e.matches(name)), None)
@@ -255,6 +277,76 @@ class ModelRegistry:
             providers = select_providers()
         return [load_entry(entry, providers) for entry in chosen]
 
+    def load_usable(
+        self, names: Sequence[str] | None = None, providers: Sequence[str] | None = None
+    ) -> tuple[list[Classifier], list[ModelProblem]]:
+        """Load every usable model, and say why each of the others cannot be used.
+
+        One broken model never stops the others: a run goes on with what loads
+        and reports the rest (the CLI may still refuse to run when a model it
+        was asked for by name is among them).
+
+        Parameters
+        ----------
+        names : sequence of str, optional
+            Folder names (or sidecar names) to load, in this order, each model
+            once however often it is named; every listed model when None.
+        providers : sequence of str, optional
+            Chosen once by :func:`~leukview.core.models.select_providers`
+            when None (and only when there is something to load).
+
+        Returns
+        -------
+        classifiers : list of Classifier
+            The models that loaded, in the order listed or asked for.
+        problems : list of ModelProblem
+            In the same order: with ``names``, one for each name that is not
+            installed, names a damaged model or fails to load; without, one for
+            each listed model that has a problem or fails to load.
+        """
+        entries = self.entries()
+        # in order: an entry to load (with the name it was asked for by), or a name not installed
+        chosen: list[tuple[ModelEntry, str | None] | ModelProblem] = []
+        if names is None:
+            chosen.extend((entry, None) for entry in entries)
+        else:
+            seen: set[Path] = set()
+            for name in names:
+                try:
+                    entry = self._find(entries, name)
+                except ModelError as exc:
+                    chosen.append(ModelProblem(self.root, name, exc.reason))
+                    continue
+                if entry.folder not in seen:  # asked twice, or by folder and by sidecar name
+                    seen.add(entry.folder)
+                    chosen.append((entry, name))
+        if providers is None and any(
+            not isinstance(item, ModelProblem) and not item[0].problems for item in chosen
+        ):
+            from ._runtime import select_providers
+
+            providers = select_providers()
+        classifiers: list[Classifier] = []
+        problems: list[ModelProblem] = []
+        for item in chosen:
+            if isinstance(item, ModelProblem):
+                problems.append(item)
+                continue
+            entry, asked = item
+            try:
+                classifiers.append(load_entry(entry, providers))
+                continue
+            except ModelError as exc:
+                reason = exc.reason
+            except MemoryError:
+                reason = "not enough memory to load it"
+            # a bug must not stop the other models either; its traceback is logged
+            except Exception as exc:
+                log.exception("loading the model in %s failed", entry.folder)
+                reason = f"cannot be loaded ({type(exc).__name__}: {exc})"
+            problems.append(ModelProblem(entry.folder, entry.name_in_sidecar or asked, reason))
+        return classifiers, problems
+
 
 _LOOSE = (
     f"a model file outside a model folder: put it in its own folder as {MODEL_FILE}, "
@@ -291,6 +383,40 @@ def _mark_duplicates(entries: list[ModelEntry]) -> list[ModelEntry]:
             entry = replace(entry, problems=(*entry.problems, problem))
         marked.append(entry)
     return marked
+
+
+@dataclass(frozen=True)
+class ModelProblem:
+    """A model that cannot be used, and why (:meth:`ModelRegistry.load_usable`).
+
+    Attributes
+    ----------
+    folder : Path
+        The model's folder (the file, for a loose ``.onnx``); the models
+        folder for a name that is not installed.
+    name : str or None
+        The model's sidecar name, else the name it was asked for by; None
+        when neither is known (a listed folder without a readable sidecar).
+    reason : str
+        What is wrong, for a person.
+    """
+
+    folder: Path
+    name: str | None
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """The name, else the folder's name: how to call the model in a message."""
+        return self.name or self.folder.name
+
+    @property
+    def error(self) -> ModelError:
+        """The problem as the error :meth:`ModelRegistry.load` would raise."""
+        return ModelError(self.reason, self.folder)
+
+    def __str__(self) -> str:
+        return f"model '{self.label}' ({os.fspath(self.folder)}): {self.reason}"
 
 
 def load_entry(entry: ModelEntry, providers: Sequence[str] | None = None) -> Classifier:

@@ -236,3 +236,71 @@ def test_a_models_folder_that_is_itself_a_model_says_so(tmp_path: Path) -> None:
         "this models folder is itself a model folder: the models folder holds one folder per "
         f"model (use {tmp_path})",
     )
+
+
+def test_load_usable_loads_the_good_models_and_reports_the_rest(root: Path) -> None:
+    from leukview.core.models import ModelProblem
+
+    changed = make_tiny_classifier(root / "changed", CLASSES, seed=5)
+    (changed / "model.onnx").write_bytes((root / "zeta" / "model.onnx").read_bytes())
+    classifiers, problems = ModelRegistry(root).load_usable(providers=[CPU])
+    assert [c.spec.name for c in classifiers] == ["all-blast", "zeta"]
+    assert all(isinstance(p, ModelProblem) for p in problems)
+    assert [(p.folder, p.name) for p in problems] == [
+        (root / "bare", None),  # no sidecar: no name known
+        (root / "broken", None),
+        (root / "changed", "changed"),  # found when loading
+    ]
+    assert problems[0].reason == "model.onnx without its sidecar model.json"
+    assert "lacks 'classes'" in problems[1].reason
+    assert "does not match its sidecar" in problems[2].reason
+    assert str(problems[0]) == f"model 'bare' ({root / 'bare'}): model.onnx without its sidecar model.json"
+    error = problems[2].error
+    assert isinstance(error, ModelError) and error.reason == problems[2].reason
+    assert error.path == str(root / "changed")
+
+
+def test_load_usable_by_name_reports_unknown_and_broken_names(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import leukview.core.models._runtime as runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "select_providers", lambda: calls.append(1) or [CPU])
+    asked = ["zeta", "nope", "bare", "all-blast", "alpha", "zeta"]
+    classifiers, problems = ModelRegistry(root).load_usable(asked)
+    # in the order asked, each model once (alpha is all-blast's folder)
+    assert [c.path.name for c in classifiers] == ["zeta", "alpha"]
+    assert calls == [1]  # providers chosen once
+    assert [(p.folder, p.name) for p in problems] == [(root, "nope"), (root / "bare", "bare")]
+    assert problems[0].reason == "no model named 'nope' (installed: alpha, bare, broken, zeta)"
+    assert problems[1].reason == "model.onnx without its sidecar model.json"
+
+
+def test_load_usable_with_nothing_to_load_needs_no_onnxruntime(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from leukview.core.models import ModelRegistry\n"
+        f"print(ModelRegistry({str(tmp_path / 'absent')!r}).load_usable(), "
+        f"ModelRegistry({str(tmp_path)!r}).load_usable(['x'])[1][0].name, "
+        "'onnxruntime' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "([], []) x False"
+
+
+def test_load_usable_turns_an_unexpected_failure_into_a_problem(
+    root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(folder: object, providers: object = None) -> Classifier:
+        if str(folder).endswith("zeta"):
+            raise ValueError("a bug while checking the graph")
+        return real(folder, providers)
+
+    real = Classifier.load
+    monkeypatch.setattr(Classifier, "load", explode)
+    classifiers, problems = ModelRegistry(root).load_usable(["zeta", "all-blast"], providers=[CPU])
+    assert [c.spec.name for c in classifiers] == ["all-blast"]
+    assert problems[0].name == "zeta"
+    assert problems[0].reason == "cannot be loaded (ValueError: a bug while checking the graph)"
+    assert "a bug while checking the graph" in caplog.text  # logged with its traceback
