@@ -83,7 +83,7 @@ turns the image. A read above the budget is refused with an
 :class:`~leukview.core.errors.ImageReadError` that says what the read would
 need, the budget and what to do instead. The budget is, first to last: the
 ``max_bytes`` argument, the ``LEUKVIEW_MAX_READ_BYTES`` environment variable
-(bytes, or a size such as ``1.5GiB``), :data:`DEFAULT_MAX_READ_BYTES` (2 GiB).
+(bytes, or a size such as ``1.5GiB``), :data:`DEFAULT_MAX_READ_BYTES` (1 GiB).
 It applies to one read: a whole image for :func:`read_image`, one rectangle
 (with one tile) for :func:`read_region` of a TIFF, so a slide too large to read
 whole is still read region by region. JPEG, PNG and BMP cannot be decoded by

@@ -38,10 +38,12 @@ MAX_PIXELS_ENV = "LEUKVIEW_MAX_PIXELS"
 #: Most memory, in bytes, that one read (:func:`~leukview.core.io.read_image`, or
 #: one :func:`~leukview.core.io.read_region`) may allocate: the decoder's own image
 #: and buffers, the RGB result and the conversion's temporaries, as estimated from
-#: the header before any pixel is decoded. 2 GiB: a 16000 x 16000 RGB JPEG
-#: (7 bytes a pixel while it is decoded: Pillow's 4 and the result's 3) or a
-#: 20000 x 20000 grey PNG fits, a 20000 x 20000 RGB JPEG does not.
-DEFAULT_MAX_READ_BYTES = 2 * 1024**3
+#: the header before any pixel is decoded. 1 GiB: a 12000 x 12000 RGB JPEG (7 bytes
+#: a pixel while it is decoded: Pillow's 4 and the result's 3) or an 18000 x 18000
+#: RGB TIFF fits; a 20000 x 20000 grey PNG (a 440 KB file, 1.5 GiB to read) does
+#: not. Whatever is read whole is then analysed whole, which takes several times
+#: the image again, so a larger default would only move the failure later.
+DEFAULT_MAX_READ_BYTES = 1024**3
 
 #: Environment variable that overrides :data:`DEFAULT_MAX_READ_BYTES`: a whole
 #: number of bytes, or one with a unit (``1.5GiB``, ``800MiB``, ``2GB``, ``500M``).

@@ -144,7 +144,7 @@ def test_a_read_over_the_memory_budget_is_refused_before_decoding(
 
 
 def test_budget_from_argument_environment_and_default(monkeypatch, sample_jpeg, expect_error):
-    assert max_read_bytes_limit() == DEFAULT_MAX_READ_BYTES == 2 * 1024**3
+    assert max_read_bytes_limit() == DEFAULT_MAX_READ_BYTES == 1024**3
     monkeypatch.setenv(io.MAX_READ_BYTES_ENV, "1MiB")
     assert max_read_bytes_limit() == 1024**2
     expect_error(sample_jpeg, "budget of 1.0 MiB")
