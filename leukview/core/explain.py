@@ -408,8 +408,9 @@ def occlusion_map(
     """Occlusion map of one cell by a classifier (onnxruntime only; no gradients).
 
     The cell is cut and normalised exactly as for classification; the grey
-    patch is the model's mean colour. About (S / stride - 3)^2 + 1 crops go
-    through the model (50 by default): see ``bench/bench_explain.py``.
+    patch is the model's mean colour. With the default window,
+    7 x 7 + 1 = 50 crops go through the model in one batch (timings:
+    ``bench/bench_explain.py``).
 
     Parameters
     ----------
@@ -432,19 +433,37 @@ def occlusion_map(
 
     spec = classifier.spec
     batch = preprocess_cells(image, [cell], spec.crop, spec.input_size, spec.mean, spec.std)
-    size = spec.input_size
+    box = tuple(float(v) for v in crop_box(cell, spec.crop))
+    return occlusion_map_of_input(
+        classifier, batch[0], box, class_index,  # type: ignore[arg-type]
+        patch=patch, stride=stride, smooth=smooth, batch_size=batch_size,
+    )
+
+
+def occlusion_map_of_input(
+    classifier: Classifier,
+    crop: np.ndarray,
+    box: tuple[float, float, float, float] | None = None,
+    class_index: int | None = None,
+    *,
+    patch: int | None = None,
+    stride: int | None = None,
+    smooth: bool = True,
+    batch_size: int = 64,
+) -> SaliencyMap:
+    """:func:`occlusion_map` of an already normalised input (3, S, S); ``box`` defaults to (0, 0, S, S)."""
+    spec = classifier.spec
+    size = int(np.shape(crop)[-1])
     stride_px = max(1, size // 8) if stride is None else int(stride)
     drops, index, base = occlusion_drops(
-        classifier_predictor(classifier), batch[0], class_index,
+        classifier_predictor(classifier), crop, class_index,
         patch=patch, stride=stride_px, batch_size=batch_size,
     )
     shown = drops
     if smooth:
         shown = cv2.GaussianBlur(drops, (0, 0), sigmaX=max(stride_px / 2.0, 0.5), borderType=cv2.BORDER_REFLECT)
-    box = tuple(float(v) for v in crop_box(cell, spec.crop))
-    return SaliencyMap(
-        "occlusion", scale_cam(shown), box, index, spec.classes[index], base, drops  # type: ignore[arg-type]
-    )
+    box = box or (0.0, 0.0, float(size), float(size))
+    return SaliencyMap("occlusion", scale_cam(shown), box, index, spec.classes[index], base, drops)
 
 
 def cam_map(classifier: Classifier, image: np.ndarray, cell: Cell, class_index: int | None = None) -> SaliencyMap:
@@ -455,14 +474,27 @@ def cam_map(classifier: Classifier, image: np.ndarray, cell: Cell, class_index: 
     ValueError
         The model has no features output.
     """
-    from .models import softmax
     from .preprocess import crop_box, preprocess_cells
+
+    spec = classifier.spec
+    batch = preprocess_cells(image, [cell], spec.crop, spec.input_size, spec.mean, spec.std)
+    box = tuple(float(v) for v in crop_box(cell, spec.crop))
+    return cam_map_of_input(classifier, batch[0], box, class_index)  # type: ignore[arg-type]
+
+
+def cam_map_of_input(
+    classifier: Classifier,
+    crop: np.ndarray,
+    box: tuple[float, float, float, float] | None = None,
+    class_index: int | None = None,
+) -> SaliencyMap:
+    """:func:`cam_map` of an already normalised input (3, S, S); ``box`` defaults to (0, 0, S, S)."""
+    from .models import softmax
 
     spec = classifier.spec
     if not spec.features_output:
         raise ValueError(f"model '{spec.name}' has no features output: no CAM")
-    batch = preprocess_cells(image, [cell], spec.crop, spec.input_size, spec.mean, spec.std)
-    scores, features = classifier.run(batch, with_features=True)
+    scores, features = classifier.run(np.asarray(crop, np.float32).reshape(1, *np.shape(crop)[-3:]))
     assert features is not None
     probabilities = softmax(scores)[0] if spec.scores_kind == "logits" else np.asarray(scores[0])
     index = int(np.argmax(probabilities)) if class_index is None else int(class_index)
@@ -472,10 +504,9 @@ def cam_map(classifier: Classifier, image: np.ndarray, cell: Cell, class_index: 
     else:
         raw = features[0].mean(axis=0)
         grid = feature_activation_map(features[0])
-    box = tuple(float(v) for v in crop_box(cell, spec.crop))
-    return SaliencyMap(
-        "cam", grid, box, index, spec.classes[index], float(probabilities[index]), raw  # type: ignore[arg-type]
-    )
+    size = float(np.shape(crop)[-1])
+    box = box or (0.0, 0.0, size, size)
+    return SaliencyMap("cam", grid, box, index, spec.classes[index], float(probabilities[index]), raw)
 
 
 def deletion_curve(

@@ -20,6 +20,7 @@ crash leaves either the old atlas or one whose counts disagree, which
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes, atomic_write_text
+from ..atomic import atomic_write_bytes
 from ..cells import Cell
 from ..errors import LeukViewError
 from ._embed import (
@@ -260,6 +261,11 @@ class Atlas:
             return self._entries[self._row[atlas_id]]
         except KeyError:
             raise KeyError(f"no cell {atlas_id!r} in this atlas") from None
+
+    def embedding(self, atlas_id: str) -> np.ndarray:
+        """The stored embedding (D,) float32 of one cell: search with it (and
+        ``exclude={atlas_id}``) for the cells most like an atlas cell, as in a quiz."""
+        return np.asarray(self._stored[self.row(atlas_id)], np.float32)
 
     def ids_by_group(self) -> dict[str, list[str]]:
         """Atlas ids per non-empty group (subject, slide, session), e.g. to leave one out."""
@@ -792,11 +798,19 @@ class Atlas:
         if rewrite_rows:
             stored = np.ascontiguousarray(self._stored)
             self._stored = np.array(stored)  # drop a memory map before its file is replaced
-            atomic_write_bytes(folder / EMBEDDINGS_FILE, _npy_bytes(self._stored))
-            atomic_write_bytes(folder / OFFSETS_FILE, _npy_bytes(self._offsets.astype(np.int64)))
+            _write(folder / EMBEDDINGS_FILE, _npy_bytes(self._stored))
+            _write(folder / OFFSETS_FILE, _npy_bytes(self._offsets.astype(np.int64)))
             lines = "".join(json.dumps(e.to_dict(), ensure_ascii=False) + "\n" for e in self._entries)
-            atomic_write_text(folder / CELLS_FILE, lines)
-        atomic_write_text(folder / ATLAS_FILE, json.dumps(self.meta, indent=2, ensure_ascii=False) + "\n")
+            _write(folder / CELLS_FILE, lines.encode("utf-8"))
+        text = json.dumps(self.meta, indent=2, ensure_ascii=False) + "\n"
+        _write(folder / ATLAS_FILE, text.encode("utf-8"))
+
+
+def _write(path: Path, data: bytes) -> None:
+    atomic_write_bytes(path, data)
+    # the temporary file was private (0600); an atlas is shared by a lab's readers
+    with contextlib.suppress(OSError):  # e.g. a file system without modes
+        os.chmod(path, 0o644)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

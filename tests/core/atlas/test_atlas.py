@@ -297,6 +297,9 @@ def test_search_can_exclude_cells(tmp_path: Path, tiny: Classifier) -> None:
     atlas, stored = random_atlas(tmp_path, tiny, 12)
     own = atlas.entries[0].atlas_id
     assert atlas.search(stored[:1], k=1)[0][0].atlas_id == own
+    np.testing.assert_array_equal(atlas.embedding(own), stored[0])
+    like = atlas.search(atlas.embedding(own), k=2, exclude=[{own}])[0]
+    assert [n.atlas_id for n in like] == [n.atlas_id for n in atlas.search(stored[:1], k=3)[0][1:]]
     without = atlas.search(stored[:1], k=3, exclude=[{own}])[0]
     assert own not in [n.atlas_id for n in without] and len(without) == 3
     group = set(atlas.ids_by_group()["s0"])
