@@ -153,18 +153,23 @@ from ._limits import (
 )
 from ._read import image_info, read_image, read_region
 from ._sniff import SUPPORTED_SUFFIXES, is_supported
+from ._slide import SLIDE_SUFFIXES, Slide, is_slide_file, open_slide  # whole slides: see _slide
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_READ_BYTES",
     "MAX_PIXELS_ENV",
     "MAX_READ_BYTES_ENV",
+    "SLIDE_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "ImageInfo",
+    "Slide",
     "image_info",
+    "is_slide_file",
     "is_supported",
     "max_pixels_limit",
     "max_read_bytes_limit",
+    "open_slide",
     "read_image",
     "read_region",
 ]
