@@ -177,3 +177,25 @@ def test_evaluate_with_a_grown_atlas(setup: tuple[Path, Path], tmp_path: Path) -
     assert len(Atlas.load(tmp_path / "atlas")) == base  # the shipped atlas is untouched
     with pytest.raises(SystemExit, match="--grow"):
         evaluate_atlas(model, tmp_path / "atlas", data, cache_dir=None, grow=["nope"])
+
+
+@pytest.mark.real_data
+def test_shipped_wbc_atlas_agrees_on_held_out_pbc_cells(data_dir: Path) -> None:
+    from leukview.core.atlas import load_default_atlas, majority_label
+    from training.atlas import model_parts, run_crops
+    from training.data import extract_crops
+
+    model_dir = Path(__file__).resolve().parents[2] / "models" / "wbc-type"
+    classifier = Classifier.load(model_dir)
+    atlas = load_default_atlas(classifier)
+    assert atlas is not None
+    part = next(p for p in model_parts(model_dir, data_dir, "evaluate") if p.name == "pbc")
+    picked = []
+    for cls in classifier.spec.classes:  # 5 held-out cells per class
+        picked += [s for s in part.sources if s.label == cls][:5]
+    crops = extract_crops(picked, classifier.spec.crop, classifier.spec.input_size, cache_dir=None, progress=False)
+    assert not {str(s) for s in crops.sources} & {str(data_dir / e.file) for e in atlas.entries}
+    _, embeddings = run_crops(classifier, crops.crops)
+    votes = [majority_label(n)[0] for n in atlas.search(embeddings, k=5)]
+    agreement = np.mean(np.array(votes) == crops.labels)
+    assert agreement >= 0.85, agreement  # docs/explain.md: 97.7% on all 558 held-out PBC cells
