@@ -23,6 +23,9 @@ RestoreStatus, RestoreOutcome, SaveOutcome, SessionFiles
     The session-file policy and its typed outcomes.
 UndoStack, ReviewCommand, Command
     Undo and redo of review decisions.
+EditCommand, SegmentationEditing
+    Corrections of the segmentation (cells added, deleted, split, redrawn) as
+    undoable, audited commands (the geometry: :mod:`leukview.core.edit`).
 field_rect, analyse_field, offset_cells, LARGE_IMAGE_PIXELS, MAX_FIELD_SIDE
     The analysed-field rule and the analysis of one field.
 session_candidates, default_sessions_folder
@@ -30,6 +33,7 @@ session_candidates, default_sessions_folder
 """
 
 from ._document import DocumentEvents, ImageHeader, ReviewDocument, image_for
+from ._edit import EditCommand, SegmentationEditing
 from ._fields import (
     LARGE_IMAGE_PIXELS,
     MAX_FIELD_SIDE,
@@ -55,6 +59,7 @@ __all__ = [
     "MIN_FIELD_SIDE",
     "Command",
     "DocumentEvents",
+    "EditCommand",
     "FieldRect",
     "ImageHeader",
     "RestoreOutcome",
@@ -62,6 +67,7 @@ __all__ = [
     "ReviewCommand",
     "ReviewDocument",
     "SaveOutcome",
+    "SegmentationEditing",
     "SessionFiles",
     "UndoStack",
     "analyse_field",

@@ -29,6 +29,7 @@ from ..session import (
     Session,
     SessionSettings,
 )
+from ._edit import SegmentationEditing
 from ._fields import LARGE_IMAGE_PIXELS, MAX_FIELD_SIDE, FieldRect, field_rect
 from ._files import (
     RestoreOutcome,
@@ -78,6 +79,9 @@ class DocumentEvents:
         The session was replaced: analysed, restored, or gone with the image.
     cell_changed : Event(cell_id)
         A cell's review changed (a decision, an undo, a redo).
+    cells_replaced : Event(removed_ids, added_ids)
+        The segmentation was corrected (cells added, deleted, split or
+        redrawn; or such an edit undone or redone): those cells went, these came.
     calibration_changed : Event(Calibration)
     threshold_changed : Event(float)
     audit_appended : Event(AuditEntry)
@@ -94,6 +98,7 @@ class DocumentEvents:
         self.image_changed = Event("image_changed")
         self.analysis_changed = Event("analysis_changed")
         self.cell_changed = Event("cell_changed")
+        self.cells_replaced = Event("cells_replaced")
         self.calibration_changed = Event("calibration_changed")
         self.threshold_changed = Event("threshold_changed")
         self.audit_appended = Event("audit_appended")
@@ -103,11 +108,14 @@ class DocumentEvents:
         self.saved = Event("saved")
 
 
-class ReviewDocument:
+class ReviewDocument(SegmentationEditing):
     """One open image, its analysis, its review and where they are saved (no Qt).
 
     The viewer presents a document and forwards the reviewer's actions to it;
     ``leukview report`` and the tests drive the same object headless.
+    Corrections of the segmentation (:meth:`add_cell`, :meth:`delete_cells`,
+    :meth:`split_cell`, :meth:`redraw_cell`) are undoable and audited like
+    review decisions (:class:`SegmentationEditing`).
 
     Parameters
     ----------

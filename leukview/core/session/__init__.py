@@ -41,6 +41,7 @@ session lives, the user, the time, the image's fingerprint), ``_errors``
 """
 
 from ._audit import (
+    EDIT_ACTIONS,
     EXPORT_ACTIONS,
     REVIEW_ACTIONS,
     AnalyseDetail,
@@ -48,6 +49,7 @@ from ._audit import (
     AuditDetail,
     AuditEntry,
     CalibrationDetail,
+    EditDetail,
     ExportDetail,
     ModelDetail,
     ThresholdDetail,
@@ -79,6 +81,7 @@ from ._session import (
 from ._settings import HEAT_MODES, MAX_TARGET, MIN_TARGET, SessionSettings, legacy_calibration
 
 __all__ = [
+    "EDIT_ACTIONS",
     "EXPORT_ACTIONS",
     "HEAT_MODES",
     "MAX_TARGET",
@@ -92,6 +95,7 @@ __all__ = [
     "AuditDetail",
     "AuditEntry",
     "CalibrationDetail",
+    "EditDetail",
     "ExportDetail",
     "ImageMatch",
     "ModelDetail",

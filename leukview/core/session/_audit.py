@@ -11,6 +11,7 @@ from ..calibration import Calibration
 from ..errors import SessionError
 
 __all__ = [
+    "EDIT_ACTIONS",
     "EXPORT_ACTIONS",
     "REVIEW_ACTIONS",
     "AnalyseDetail",
@@ -18,6 +19,7 @@ __all__ = [
     "AuditDetail",
     "AuditEntry",
     "CalibrationDetail",
+    "EditDetail",
     "ExportDetail",
     "ModelDetail",
     "ThresholdDetail",
@@ -38,6 +40,14 @@ class AuditAction(str, Enum):
     EXPORT_CSV = "export CSV"
     EXPORT_PNG = "export PNG"
     EXPORT_PDF = "export PDF report"
+    SET_REPORT_DETAILS = "set report details"
+    SIGN = "sign off"
+    ADD_CELL = "add cell"
+    DELETE_CELL = "delete cell"
+    SPLIT_CELL = "split cell"
+    REDRAW_CELL = "redraw outline"
+    UNDO_EDIT = "undo segmentation edit"
+    REDO_EDIT = "redo segmentation edit"
 
     def __str__(self) -> str:
         return self.value
@@ -48,6 +58,17 @@ REVIEW_ACTIONS = frozenset(
     {AuditAction.RECLASSIFY, AuditAction.CONFIRM, AuditAction.CLEAR, AuditAction.UNDO, AuditAction.REDO}
 )
 EXPORT_ACTIONS = frozenset({AuditAction.EXPORT_CSV, AuditAction.EXPORT_PNG, AuditAction.EXPORT_PDF})
+#: Corrections of the segmentation (cells added, deleted, split, redrawn), their undo and redo included.
+EDIT_ACTIONS = frozenset(
+    {
+        AuditAction.ADD_CELL,
+        AuditAction.DELETE_CELL,
+        AuditAction.SPLIT_CELL,
+        AuditAction.REDRAW_CELL,
+        AuditAction.UNDO_EDIT,
+        AuditAction.REDO_EDIT,
+    }
+)
 
 
 class ModelDetail(TypedDict):
@@ -82,13 +103,36 @@ class ExportDetail(TypedDict):
     path: str
 
 
-AuditDetail = AnalyseDetail | ThresholdDetail | CalibrationDetail | ExportDetail
+class EditDetail(TypedDict):
+    """A segmentation edit (``add cell``, ``delete cell``, ``split cell``, ``redraw outline``,
+    and their ``undo`` / ``redo segmentation edit``): which cells went and came, and how.
+
+    ``cells_before`` are the ids the edit removed, ``cells_after`` the new ids
+    it made (ids are never reused); ``calls_before`` / ``calls_after`` their
+    calls, in the same order. ``method`` is how the geometry was given
+    (``outline``, ``click``, ``line``, ``seeds``, ``selection``) and
+    ``geometry`` the points themselves, (x, y) in image pixels. ``unclassified``
+    names the models of the analysis that could not classify the new cells
+    (not loaded, or another version).
+    """
+
+    cells_before: list[int]
+    cells_after: list[int]
+    calls_before: list[str | None]
+    calls_after: list[str | None]
+    method: str
+    geometry: list[list[float]]
+    unclassified: list[str]
+
+
+AuditDetail = AnalyseDetail | ThresholdDetail | CalibrationDetail | ExportDetail | EditDetail
 # The detail keys each action carries (and must carry, when it has a detail).
 _DETAIL_KEYS: dict[AuditAction, frozenset[str]] = {
     AuditAction.ANALYSE: frozenset(AnalyseDetail.__annotations__),
     AuditAction.SET_THRESHOLD: frozenset(ThresholdDetail.__annotations__),
     AuditAction.SET_CALIBRATION: frozenset(CalibrationDetail.__annotations__),
     **{action: frozenset(ExportDetail.__annotations__) for action in EXPORT_ACTIONS},
+    **{action: frozenset(EditDetail.__annotations__) for action in EDIT_ACTIONS},
 }
 
 
@@ -113,7 +157,8 @@ class AuditEntry:
         Version of every model of the analysis at the time, by name.
     detail : dict or None
         The action's typed payload (:class:`AnalyseDetail`, :class:`ThresholdDetail`,
-        :class:`CalibrationDetail`, :class:`ExportDetail`); None for review actions.
+        :class:`CalibrationDetail`, :class:`ExportDetail`, :class:`EditDetail`); None for
+        review actions.
     note : str
         Free text: what older sessions wrote as their prose ``detail``.
     """
@@ -224,7 +269,23 @@ class AuditEntry:
             return f"{d['confidence_threshold']:.2f}"
         if self.action is AuditAction.SET_CALIBRATION:
             return Calibration(d["pixel_size_um"], d["source"]).describe()
+        if self.action in EDIT_ACTIONS:
+            return _edit_text(d)
         return str(d.get("path", ""))
+
+
+def _edit_text(d: Mapping[str, Any]) -> str:
+    """``12 (monocyte) -> 107 (monocyte), 108 (lymphocyte) by line``."""
+
+    def cells(ids: list[int], calls: list[str | None]) -> str:
+        named = [f"{i} ({c or 'unclassified'})" for i, c in zip(ids, calls, strict=False)]
+        return ", ".join(named) or "—"
+
+    text = f"{cells(d['cells_before'], d['calls_before'])} -> {cells(d['cells_after'], d['calls_after'])}"
+    text += f" by {d['method']}"
+    if d["unclassified"]:
+        text += f"; not classified by {', '.join(d['unclassified'])}"
+    return text
 
 
 def _optional_text(value: Any) -> str | None:
