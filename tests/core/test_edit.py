@@ -23,7 +23,6 @@ from leukview.core.edit import (
 )
 from leukview.core.io import read_image
 from leukview.core.segment import segment
-from leukview.core.segment._records import _contour
 from leukview.core.session import EDIT_ACTIONS, AuditAction, AuditEntry, load_session
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
@@ -93,6 +92,12 @@ def union_outline(a, b) -> np.ndarray:  # noqa: ANN001
     """The outline of two touching cells drawn as one (what a merge looks like)."""
     union = cv2.morphologyEx((mask_of(a) | mask_of(b)).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     return _contour(union > 0)
+
+
+def _contour(mask: np.ndarray) -> np.ndarray:
+    """The outer boundary of a mask's largest part, (N, 2) xy (as a reviewer would trace it)."""
+    found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return max(found, key=cv2.contourArea).reshape(-1, 2)
 
 
 def disc(cx: float, cy: float, r: float, n: int = 48) -> np.ndarray:
