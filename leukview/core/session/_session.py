@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis import Analysis
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, json_text
 from ..calls import call_cell
 from ..cells import Cell, ReviewState
 from ..errors import LeukViewError, SessionError
@@ -29,6 +29,7 @@ from ._identity import current_user, image_fingerprint, now_iso
 from ._settings import SessionSettings, legacy_calibration
 
 __all__ = [
+    "MAX_SESSION_BYTES",
     "SESSION_FORMAT",
     "SESSION_SCHEMA_VERSION",
     "Session",
@@ -40,6 +41,8 @@ __all__ = [
 
 SESSION_FORMAT = "leukview-session"
 SESSION_SCHEMA_VERSION = 2
+#: A session file larger than this is refused before it is read (a real one is a few MiB).
+MAX_SESSION_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -243,8 +246,10 @@ class Session:
             )
         except LeukViewError as exc:
             raise SessionDamaged(f"damaged session: {exc.reason}", path) from exc
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise SessionDamaged(f"damaged session ({type(exc).__name__}: {exc})", path) from exc
+        except RecursionError as exc:
+            raise SessionDamaged("damaged session: content nested too deeply", path) from exc
 
     def check_image(self, image_path: str | os.PathLike[str], width: int, height: int) -> tuple[ImageMatch, str]:
         """Whether this session belongs to the image, and if not, why (a sentence)."""
@@ -309,15 +314,23 @@ def decode_cams(cells: list[Cell], data: dict[str, Any]) -> None:
 def save_session(session: Session, path: str | os.PathLike[str]) -> Path:
     """Write a session atomically (temporary file, fsync, rename).
 
+    The file gets the permissions :func:`open` would give it (``0o666`` less
+    the umask), or keeps those of the file it replaces, so a session in a
+    shared folder stays readable by the lab.
+
     Raises
     ------
     SessionError
-        When the folder is not writable or the disk is full; the previous
-        file, if any, is left as it was.
+        When the folder is not writable or the disk is full, or a value in the
+        session is not a finite number; the previous file, if any, is left as
+        it was.
     """
     path = Path(path)
     session.modified = now_iso()
-    text = json.dumps(session.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    try:
+        text = json_text(session.to_dict())  # never NaN or Infinity: they are not JSON
+    except LeukViewError as exc:
+        raise SessionError(f"cannot save the session: {exc.reason}", path) from exc
     try:
         return atomic_write_text(path, text)
     except OSError as exc:
@@ -332,19 +345,32 @@ def load_session(path: str | os.PathLike[str]) -> Session:
     SessionNotFound
         No such file.
     SessionUnreadable
-        It exists but cannot be read (permission, I/O error).
+        It exists but cannot be read (permission, I/O error, not enough memory).
     SessionNewerVersion
         A newer LeukView wrote it.
     SessionDamaged
-        Not UTF-8, not JSON, not a session, or damaged content.
+        Not UTF-8, not JSON, nested too deeply, larger than
+        :data:`MAX_SESSION_BYTES`, not a session, or damaged content.
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_SESSION_BYTES:
+                raise SessionDamaged(
+                    f"the session file is {size:,} bytes, more than any session "
+                    f"({MAX_SESSION_BYTES // 2**20} MiB at most): it is not read",
+                    path,
+                )
+            raw = handle.read(MAX_SESSION_BYTES + 1)
     except FileNotFoundError as exc:
         raise SessionNotFound("session file not found", path) from exc
     except OSError as exc:
         raise SessionUnreadable(f"cannot read the session ({exc.strerror or exc})", path) from exc
+    except MemoryError as exc:
+        raise SessionUnreadable("not enough memory to read the session", path) from exc
+    if len(raw) > MAX_SESSION_BYTES:  # it grew while being read
+        raise SessionDamaged(f"the session file is over {MAX_SESSION_BYTES // 2**20} MiB", path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -353,4 +379,8 @@ def load_session(path: str | os.PathLike[str]) -> Session:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SessionDamaged(f"the session is not valid JSON (line {exc.lineno}: {exc.msg})", path) from exc
+    except RecursionError as exc:
+        raise SessionDamaged("the session is not a session: its JSON is nested too deeply", path) from exc
+    except MemoryError as exc:  # this computer's limit, not damage: keep the file
+        raise SessionUnreadable("not enough memory to read the session", path) from exc
     return Session.from_dict(data, path)
