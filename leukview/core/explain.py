@@ -29,15 +29,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from .cells import Cell
 
-if TYPE_CHECKING:
-    from .models import Classifier
+
+class ModelLike(Protocol):
+    """What the occlusion and CAM functions need of a model: a
+    :class:`leukview.core.models.Classifier` (this module does not import it:
+    the classifier imports this module)."""
+
+    spec: Any
+    cam_weights: np.ndarray | None
+
+    def run(self, batch: np.ndarray, with_features: bool = True) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO}
 
@@ -170,8 +178,99 @@ def cam_to_image(
     return out
 
 
+#: A cell's map is kept at full strength inside its outline grown by this share of its diameter.
+CAM_MARGIN = 0.15
+#: Beyond that it fades (over as much again) to this share of its value: a model that looked
+#: outside the cell still shows faintly there, but the cell's neighbours are not painted hot.
+CAM_OUTSIDE = 0.25
+
+
+def cell_heat_mask(
+    cell: Cell, box: tuple[float, float, float, float], size: tuple[int, int],
+    margin: float = CAM_MARGIN, outside: float = CAM_OUTSIDE,
+) -> np.ndarray:  # fmt: skip
+    """Weights in [outside, 1] over a cell's map box: 1 within its grown outline, fading to ``outside``.
+
+    Parameters
+    ----------
+    cell : Cell
+        Its contour (image pixels) and diameter set the mask.
+    box : tuple of float
+        (x0, y0, x1, y1), the map's square in image pixels.
+    size : (width, height)
+        Pixels of the returned mask over the box.
+    margin : float
+        Full strength up to ``margin x diameter`` outside the contour, then a
+        smooth fall over as much again.
+    outside : float
+        The weight far from the cell.
+
+    Returns
+    -------
+    mask : ndarray of float32, shape (height, width)
+    """
+    width, height = int(size[0]), int(size[1])
+    x0, y0, x1, y1 = box
+    contour = np.asarray(cell.contour, np.float64).reshape(-1, 2)
+    if len(contour) < 3 or x1 <= x0 or y1 <= y0:
+        return np.ones((height, width), np.float32)
+    sx, sy = width / (x1 - x0), height / (y1 - y0)
+    points = np.round((contour - (x0, y0)) * (sx, sy)).astype(np.int32).reshape(-1, 1, 2)
+    inside = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(inside, [points], 255)
+    if not inside.any():
+        return np.full((height, width), outside, np.float32)
+    distance = cv2.distanceTransform(255 - inside, cv2.DIST_L2, 5)  # 0 inside, pixels outside
+    grow = max(margin * cell.diameter * (sx + sy) / 2.0, 1.0)
+    t = np.clip((distance - grow) / grow, 0.0, 1.0)
+    fall = 0.5 * (1.0 + np.cos(np.pi * t))  # 1 at the grown outline, 0 one margin further: no edge
+    return (outside + (1.0 - outside) * fall).astype(np.float32)
+
+
+def smooth_cam(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A coarse map (e.g. 4 x 4 features) upsampled smoothly: bicubic, then a Gaussian of one feature cell.
+
+    Returns
+    -------
+    ndarray of float32, shape (size[1], size[0]), values in [0, 1]
+    """
+    cam = np.nan_to_num(np.asarray(cam, np.float32))
+    width, height = max(int(size[0]), 1), max(int(size[1]), 1)
+    if cam.ndim != 2 or cam.size == 0:
+        raise ValueError(f"cam must be a non-empty (h, w) array, got shape {cam.shape}")
+    up = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
+    sigma = 0.5 * max(width / cam.shape[1], height / cam.shape[0])  # half a feature cell
+    if sigma >= 0.5:
+        up = cv2.GaussianBlur(up, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REPLICATE)
+    return np.clip(up, 0.0, 1.0)
+
+
+def cell_heat(cell: Cell, model_name: str, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """One cell's map as shown: smooth (:func:`smooth_cam`) and attenuated away from the cell (:func:`cell_heat_mask`).
+
+    Parameters
+    ----------
+    cell : Cell
+    model_name : str
+    size : (width, height), optional
+        Pixels over the map's box (``Prediction.cam_box``); the box's own size in image pixels when None.
+
+    Returns
+    -------
+    ndarray of float32, shape (height, width), or None when the cell has no map of that model
+    """
+    prediction = cell.predictions.get(model_name)
+    if prediction is None or prediction.cam is None or prediction.cam_box is None:
+        return None
+    x0, y0, x1, y1 = prediction.cam_box
+    if size is None:
+        size = (max(int(round(x1 - x0)), 1), max(int(round(y1 - y0)), 1))
+    heat = smooth_cam(prediction.cam, size)
+    return heat * cell_heat_mask(cell, prediction.cam_box, size)
+
+
 def field_heatmap(
-    cells: Iterable[Cell], model_name: str, image_shape: tuple[int, ...]
+    cells: Iterable[Cell], model_name: str, image_shape: tuple[int, ...], *, masked: bool = True
 ) -> np.ndarray:
     """One heatmap for a whole field: the maximum of every cell's map.
 
@@ -182,6 +281,9 @@ def field_heatmap(
     model_name : str
     image_shape : tuple of int
         (H, W) or (H, W, 3).
+    masked : bool
+        Each map smooth and attenuated away from its cell (:func:`cell_heat`), as the
+        viewer shows it; False: the raw maps resized bilinearly.
 
     Returns
     -------
@@ -192,7 +294,9 @@ def field_heatmap(
         prediction = cell.predictions.get(model_name)
         if prediction is None or prediction.cam is None or prediction.cam_box is None:
             continue
-        np.maximum(out, cam_to_image(prediction.cam, prediction.cam_box, out.shape), out=out)
+        shown = cell_heat(cell, model_name) if masked else prediction.cam
+        assert shown is not None
+        np.maximum(out, cam_to_image(shown, prediction.cam_box, out.shape), out=out)
     return out
 
 
@@ -295,21 +399,26 @@ class DeletionCurve:
     auc: float
 
 
-def classifier_predictor(classifier: Classifier) -> Predictor:
+def classifier_predictor(classifier: ModelLike) -> Predictor:
     """The probabilities of a :class:`~leukview.core.models.Classifier` as a :data:`Predictor`."""
-    from .models import softmax  # lazy: the models package imports this module
-
     spec = classifier.spec
 
     def predict(batch: np.ndarray) -> np.ndarray:
         scores, _ = classifier.run(batch, with_features=False)
         if spec.scores_kind == "logits":
-            return softmax(scores)
+            return _softmax(scores)
         scores = np.clip(np.nan_to_num(scores), 0.0, None)
         total = scores.sum(axis=1, keepdims=True)
         return np.where(total > 0, scores / np.where(total > 0, total, 1.0), 1.0 / scores.shape[1])
 
     return predict
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    # as leukview.core.models.softmax (not imported: that package imports this module)
+    z = np.asarray(scores, np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _window_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -395,7 +504,7 @@ def occlusion_drops(
 
 
 def occlusion_map(
-    classifier: Classifier,
+    classifier: ModelLike,
     image: np.ndarray,
     cell: Cell,
     class_index: int | None = None,
@@ -441,7 +550,7 @@ def occlusion_map(
 
 
 def occlusion_map_of_input(
-    classifier: Classifier,
+    classifier: ModelLike,
     crop: np.ndarray,
     box: tuple[float, float, float, float] | None = None,
     class_index: int | None = None,
@@ -466,7 +575,7 @@ def occlusion_map_of_input(
     return SaliencyMap("occlusion", scale_cam(shown), box, index, spec.classes[index], base, drops)
 
 
-def cam_map(classifier: Classifier, image: np.ndarray, cell: Cell, class_index: int | None = None) -> SaliencyMap:
+def cam_map(classifier: ModelLike, image: np.ndarray, cell: Cell, class_index: int | None = None) -> SaliencyMap:
     """The CAM of one cell as a :class:`SaliencyMap` (the same map ``Classifier.predict`` gives).
 
     Raises
@@ -483,20 +592,18 @@ def cam_map(classifier: Classifier, image: np.ndarray, cell: Cell, class_index: 
 
 
 def cam_map_of_input(
-    classifier: Classifier,
+    classifier: ModelLike,
     crop: np.ndarray,
     box: tuple[float, float, float, float] | None = None,
     class_index: int | None = None,
 ) -> SaliencyMap:
     """:func:`cam_map` of an already normalised input (3, S, S); ``box`` defaults to (0, 0, S, S)."""
-    from .models import softmax
-
     spec = classifier.spec
     if not spec.features_output:
         raise ValueError(f"model '{spec.name}' has no features output: no CAM")
     scores, features = classifier.run(np.asarray(crop, np.float32).reshape(1, *np.shape(crop)[-3:]))
     assert features is not None
-    probabilities = softmax(scores)[0] if spec.scores_kind == "logits" else np.asarray(scores[0])
+    probabilities = _softmax(scores)[0] if spec.scores_kind == "logits" else np.asarray(scores[0])
     index = int(np.argmax(probabilities)) if class_index is None else int(class_index)
     if classifier.cam_weights is not None:
         raw = raw_class_activation_maps(features[0], classifier.cam_weights[index : index + 1])[0]
