@@ -17,7 +17,7 @@ from .calibration import Calibration
 from .calls import DEFAULT_CONFIDENCE_THRESHOLD, call_cell
 from .cells import CELL_KINDS, Cell
 from .errors import LeukViewError
-from .progress import AnalysisCancelled, ProgressCallback
+from .progress import AnalysisCancelled, ProgressCallback, scaled
 from .runs import ModelRun
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is slow to import
@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # imported lazily: onnxruntime is slow to import
     from .segment import SegmentationParams
 
 RESULT_SCHEMA_VERSION = 2
+#: The part of an analysis's progress that segmentation takes when models run after it.
+SEGMENTATION_SHARE = 0.35
 #: cells.json versions :meth:`Analysis.from_dict` reads (1: before calls, flags and calibration source).
 READABLE_SCHEMA_VERSIONS = (1, 2)
 
@@ -187,8 +189,11 @@ def analyze_image(
     confidence_threshold : float
         Recorded on the result for the cells' ``low-confidence`` flags.
     progress : callable(fraction, message), optional
+        Told within every stage: each step of the segmentation, then each
+        batch of cells of each model (:func:`~leukview.core.progress.scaled`
+        shares), and 1.0 at the end.
     should_cancel : callable() -> bool, optional
-        Polled between stages; a True answer raises :class:`AnalysisCancelled`.
+        Polled between stages and batches; a True answer raises :class:`AnalysisCancelled`.
 
     Returns
     -------
@@ -204,16 +209,21 @@ def analyze_image(
 
     if calibration is None:
         calibration = Calibration.from_user(pixel_size_um)
-    report(0.0, "segmenting")
+    # Segmentation's share of the progress bar: all of it without models.
+    share = SEGMENTATION_SHARE if classifiers else 1.0
     # No pixel size to segment: measurements stay in pixels, µm derive from the calibration.
-    result = segment(image, params)
+    result = segment(image, params, progress=scaled(progress, 0.0, share), should_cancel=should_cancel)
     cells = result.cells
     runs: list[ModelRun] = []
     for index, classifier in enumerate(classifiers):
         spec = classifier.spec
-        report(0.3 + 0.7 * index / max(len(classifiers), 1), f"classifying with {spec.name}")
+        start = share + (1.0 - share) * index / len(classifiers)
+        stop = share + (1.0 - share) * (index + 1) / len(classifiers)
+        report(start, f"classifying with {spec.name}")
         targets = [c for c in cells if c.kind in spec.applies_to]
-        predictions = classifier.predict(image, targets, should_cancel=should_cancel)
+        predictions = classifier.predict(
+            image, targets, should_cancel=should_cancel, progress=scaled(progress, start, stop)
+        )
         for cell, prediction in zip(targets, predictions, strict=True):
             cell.predictions[spec.name] = prediction
         runs.append(

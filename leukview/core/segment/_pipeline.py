@@ -40,6 +40,9 @@ inspect; nothing is learned). docs/segmentation.md has the figures.
 6. **Refine and measure** (``_assemble``, ``_white_cells``, ``_records``). White
    cells and their nuclei are redrawn at full resolution in their own small
    crop; every cell is measured (:func:`leukview.core.measure.measure_cell`).
+
+Each step is reported to ``progress`` with its share of the whole
+(:data:`STAGES`), and ``should_cancel`` is polled between them.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import cv2
 import numpy as np
 from skimage.segmentation import watershed
 
+from ..progress import CancelCheck, ProgressCallback, checkpoint
 from ._assemble import Segmentation, _assemble
 from ._image import _as_rgb, _resize
 from ._morphology import _disk, _distance, _fill_each, _fill_small_holes, _h_maxima, _label_cores
@@ -59,12 +63,26 @@ from ._red_cells import _red_cell_mask, _split_red_cells
 from ._stain import _channels
 from ._white_cells import _merge_lobes, _trim_cytoplasm
 
+#: The steps of :func:`segment` as its progress reports them: where each starts
+#: (a fraction of the whole, from their share of the time on large fields) and what it says.
+STAGES: dict[str, tuple[float, str]] = {
+    "scale": (0.0, "segmenting: red-cell size"),
+    "stains": (0.08, "segmenting: stain channels"),
+    "nuclei": (0.18, "segmenting: nuclei"),
+    "white": (0.25, "segmenting: white cells"),
+    "red": (0.38, "segmenting: red cells"),
+    "platelets": (0.58, "segmenting: platelets"),
+    "records": (0.62, "segmenting: measuring cells"),
+}
+
 
 def segment(
     image: np.ndarray,
     params: SegmentationParams | None = None,
     *,
     pixel_size_um: float | None = None,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
 ) -> Segmentation:
     """Find and measure the white cells, red cells and platelets of a field.
 
@@ -76,6 +94,10 @@ def segment(
         Defaults when None.
     pixel_size_um : float, optional
         µm per pixel; adds ``*_um2`` measurements when given.
+    progress : callable(fraction, message), optional
+        Told as each step begins (:data:`STAGES`), and 1.0 at the end.
+    should_cancel : callable() -> bool, optional
+        Polled between steps; True raises :class:`~leukview.core.progress.AnalysisCancelled`.
 
     Returns
     -------
@@ -86,11 +108,17 @@ def segment(
     LeukViewError
         When the input is not an RGB image.
     """
+
+    def stage(name: str) -> None:
+        checkpoint(progress, should_cancel, *STAGES[name])
+
     params = params or SegmentationParams()
+    stage("scale")
     rgb = _as_rgb(image)
     h, w = rgb.shape[:2]
     d, small, est_scale = _estimate(rgb, params)
     if min(h, w) < 8:
+        checkpoint(progress, should_cancel, 1.0, "segmented")
         return Segmentation([], d, np.zeros((h, w), np.int32), np.zeros((h, w), bool), 1.0, params)
     scale = min(1.0, params.work_rbc_diameter / d)
     if small is not None and abs(scale / est_scale - 1.0) < 0.2:
@@ -99,6 +127,7 @@ def segment(
         small = _resize(rgb, scale)
     ds = d * scale  # red-cell diameter in work pixels
     rbc_area = np.pi * ds * ds / 4.0
+    stage("stains")
     ch = _channels(small, params, tile=3.0 * ds)
     lit = ~ch.black
 
@@ -109,6 +138,7 @@ def segment(
     cells = _fill_small_holes(cells, 0.5 * rbc_area)
 
     # --- nuclear stain: white-cell nuclei (lobes grouped) and platelets
+    stage("nuclei")
     nuc = (ch.nuclear > ch.nucleus_threshold) & lit
     nuc = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1.0, 0.03 * ds))) > 0
     nuc = _fill_small_holes(nuc, 0.1 * rbc_area)
@@ -119,6 +149,7 @@ def segment(
 
     # --- one watershed for all cells: white cells grow from their nuclei, red cells
     # from the thick cores of the cell mask; they meet at the waists between them.
+    stage("white")
     body = cells | (zones > 0)
     dist = _distance(body)
     markers = zones.copy()
@@ -155,6 +186,7 @@ def segment(
         # A stained speck inside a white cell is a granule or a lobe, not a platelet.
         plt_labels[wbc_labels > 0] = 0
 
+    stage("red")
     rbc_labels = np.zeros(nuc.shape, np.int32)
     red = np.zeros(nuc.shape, bool)
     if params.detect_rbc:
@@ -163,10 +195,14 @@ def segment(
         else:
             red = _red_cell_mask(ch, nuc, wbc_labels, ds, params)
         rbc_labels = _split_red_cells(red & (wbc_labels == 0) & (plt_labels == 0), ds, params)
+    stage("platelets")
     if params.detect_platelets and not ch.black.any():
         plt_labels = _platelets(ch, nuc, wbc_labels, red, plt_labels, ds, params)
 
-    return _assemble(
+    stage("records")
+    result = _assemble(
         rgb, small, scale, d, params, pixel_size_um, wbc_labels, wbc_nuc, n_wbc, rbc_labels,
         plt_labels, ch,
     )
+    checkpoint(progress, should_cancel, 1.0, f"segmented: {len(result.cells)} cells")
+    return result
