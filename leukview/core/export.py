@@ -9,8 +9,6 @@ cells, so a changed pixel size changes every exported µm figure.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from .atomic import atomic_write_text
 from .calibration import AREA_KEYS, LENGTH_KEYS, Calibration
 from .calls import DEFAULT_CONFIDENCE_THRESHOLD, call_cell
 from .cells import Cell
+from .summary import csv_line
 
 FLAG_SEPARATOR = ";"
 #: The first columns, in order; then kind, position, per-model columns and measurements.
@@ -111,13 +110,14 @@ def cells_csv(
     *,
     calibration: Calibration | None = None,
 ) -> str:
-    """The text of :func:`csv_table` as CSV (comma separated, ``\\n`` line ends)."""
+    """The text of :func:`csv_table` as CSV (comma separated, ``\\n`` line ends).
+
+    Text a spreadsheet would evaluate (a reviewer or a label ``=1+1``, a
+    class named ``@SUM(A1)``) is escaped with a leading ``'``; numbers are
+    written as numbers (:func:`~leukview.core.summary.spreadsheet_safe`).
+    """
     header, rows = csv_table(cells, models, threshold, calibration=calibration)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_line(header) + "".join(csv_line(row) for row in rows)
 
 
 def write_cells_csv(
