@@ -46,7 +46,14 @@ from ._graph import (
     read_cam_weights,
 )
 from ._runtime import CPU, create_session, error_line, select_providers
-from ._spec import MODEL_FILE, SIDECAR_FILE, ModelSpec, read_sidecar
+from ._spec import (
+    MAX_MODEL_BYTES,
+    MODEL_FILE,
+    SIDECAR_FILE,
+    ModelSpec,
+    read_regular_file,
+    read_sidecar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +155,10 @@ class Classifier:
         Raises
         ------
         ModelError
-            If a file is missing or unreadable, the model file does not match
-            the sidecar's sha256, the file is not an ONNX model, or the graph
+            If a file is missing, unreadable, empty, no regular file (a FIFO,
+            a device; a link to a regular file is followed) or larger than
+            :data:`MAX_MODEL_BYTES`, the model file does not match the
+            sidecar's sha256, the file is not an ONNX model, or the graph
             does not match the sidecar.
         """
         folder = Path(model_dir)
@@ -159,12 +168,12 @@ class Classifier:
             raise ModelError("model folder not found", folder)
         onnx_path = folder / MODEL_FILE
         spec = read_sidecar(folder / SIDECAR_FILE)
-        try:
-            data = onnx_path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelError(f"{MODEL_FILE} not found beside its sidecar", onnx_path) from exc
-        except OSError as exc:
-            raise ModelError(f"cannot read model file ({exc.strerror or exc})", onnx_path) from exc
+        if not os.path.lexists(onnx_path):
+            raise ModelError(f"{MODEL_FILE} not found beside its sidecar", onnx_path)
+        # a link is followed (its bytes must still match the sha256); a FIFO or a device is not read
+        data = read_regular_file(onnx_path, MAX_MODEL_BYTES, "model file")
+        if not data:
+            raise ModelError("model file is empty (0 bytes)", onnx_path)
         if not spec.sha256:
             raise ModelError("model sidecar has no sha256 of its model file", folder / SIDECAR_FILE)
         digest = sha256_of(data)

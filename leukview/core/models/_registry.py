@@ -8,7 +8,16 @@ graph, a graph that is no regular file or is empty, two sidecars giving one
 name) is listed with its problems rather than left out, so that the GUI can
 show it as damaged and the CLI can say why it refuses it. So are a loose
 ``.onnx`` file in the models folder and a models folder that is itself a
-model folder. :meth:`ModelRegistry.load_usable` loads every usable model
+model folder.
+
+A ``model.onnx`` (or ``model.json``) that is a link to a regular file is
+followed wherever the file lies (a shared store, git-annex): the graph's
+bytes must match the sidecar's sha256 all the same. A link to anything else
+(a device such as ``/dev/zero``, a FIFO, a folder, nothing, itself) is
+refused without being opened, and so is a file over
+:data:`~leukview.core.models._spec.MAX_MODEL_BYTES`.
+
+:meth:`ModelRegistry.load_usable` loads every usable model
 and returns a :class:`ModelProblem` for each of the others. Listing reads
 the sidecars only: the ONNX files are hashed and
 checked when a model is loaded

@@ -76,7 +76,9 @@ def test_changed_model_file_does_not_match_sidecar(tiny: Path) -> None:
 def test_damaged_model_file_is_a_model_error(tiny: Path, damage) -> None:
     path = tiny / "model.onnx"
     path.write_bytes(damage(path.read_bytes()))
-    with pytest.raises(ModelError, match="does not match its sidecar"):
+    damaged = path.read_bytes()
+    # an empty file is said to be empty before its sha256 is compared
+    with pytest.raises(ModelError, match="model file is empty" if not damaged else "does not match"):
         Classifier.load(tiny)
     resign(tiny)  # as if the sidecar had been written for the damaged file
     with pytest.raises(ModelError, match="not a valid ONNX model|model file is empty") as info:
