@@ -26,9 +26,12 @@ denominator (classified white cells, :data:`NON_LEUKOCYTE` excluded).
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .classes import LiveMapping, LiveSequence, LiveSet, active_classes
 
 if TYPE_CHECKING:
     from .cells import Cell
@@ -42,62 +45,29 @@ FLAG_LOW_CONFIDENCE = "low-confidence"
 FLAG_BLAST = "blast"
 FLAG_ATYPICAL = "atypical"
 
+# The laboratory's class list (leukview.core.classes) decides the order, the colours, the names
+# and what counts; these names read the list in use at each access.
 # Clinical reading order; unknown classes follow in their model's order.
-CLINICAL_ORDER = (
-    "neutrophil",
-    "band",
-    "lymphocyte",
-    "monocyte",
-    "eosinophil",
-    "basophil",
-    "ig",
-    "blast",
-    "erythroblast",
-    "platelet",
-    "normal",
-)
-# Offered for manual review when no type model is installed.
-DEFAULT_CLASSES = (
-    "neutrophil",
-    "lymphocyte",
-    "monocyte",
-    "eosinophil",
-    "basophil",
-    "ig",
-    "blast",
-    "erythroblast",
-    "platelet",
-)
+CLINICAL_ORDER: Sequence[str] = LiveSequence(lambda: active_classes().names)
+# Offered for manual review when no type model is installed (and with one: the lab's list).
+DEFAULT_CLASSES: Sequence[str] = LiveSequence(lambda: active_classes().names)
 # Counted and shown, but not part of the white-cell total that percentages use.
-NON_LEUKOCYTE = frozenset({"erythroblast", "platelet", ARTEFACT})
+NON_LEUKOCYTE: AbstractSet[str] = LiveSet(lambda: active_classes().not_counted() | {ARTEFACT})
 
-# One palette for every view (Qt or not). Distinct on a pink-violet smear;
-# blasts in yellow, the class a reader must not miss.
-CLASS_COLOURS = {
-    "neutrophil": "#2F8CFF",
-    "band": "#5BC0EB",
-    "lymphocyte": "#00C853",
-    "monocyte": "#FF9800",
-    "eosinophil": "#FF1744",
-    "basophil": "#9C6BFF",
-    "ig": "#00BFA5",
-    "blast": "#FFE000",
-    "erythroblast": "#FF5FA2",
-    "platelet": "#A1887F",
-    "normal": "#90A4AE",
-    ARTEFACT: "#9E9E9E",
-}
+# One palette for every view (Qt or not): colour-blind safe, never alone (see classes.abbreviation).
+CLASS_COLOURS: Mapping[str, str] = LiveMapping(lambda: active_classes().colours())
 UNCLASSIFIED_COLOUR = "#FFFFFF"
 FLAG_COLOUR = "#FFB300"
-DISPLAY_NAMES = {"ig": "IG", ARTEFACT: "artefact"}
+DISPLAY_NAMES: Mapping[str, str] = LiveMapping(lambda: active_classes().displays())
 
 
 def class_colour(name: str | None) -> str:
     """The colour of a class as ``#RRGGBB``; unknown classes get a stable golden-angle hue."""
     if name is None:
         return UNCLASSIFIED_COLOUR
-    if name in CLASS_COLOURS:
-        return CLASS_COLOURS[name]
+    known = active_classes().get(name)
+    if known is not None:
+        return known.colour
     hue = (sum(map(ord, name)) * 0.381966) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
     return f"#{int(r * 255):02X}{int(g * 255):02X}{int(b * 255):02X}"
@@ -113,7 +83,8 @@ def display_name(name: str | None) -> str:
     """How a class is written on screen (``ig`` -> ``IG``); ``unclassified`` for None."""
     if name is None:
         return "unclassified"
-    return DISPLAY_NAMES.get(name, name)
+    known = active_classes().get(name)
+    return known.display if known is not None else name
 
 
 @dataclass(frozen=True)
@@ -174,8 +145,9 @@ def flag_models(models: Sequence[ModelRun]) -> list[ModelRun]:
 
 
 def positive_classes(models: Sequence[ModelRun]) -> set[str]:
-    """Names that count as blasts: every flag model's positive class, else ``blast``."""
-    return {m.positive_class for m in flag_models(models) if m.positive_class} or {"blast"}
+    """Names that count as blasts: every flag model's positive class and the class list's blasts."""
+    lab = set(active_classes().in_group("blast"))  # the lab's blast lineages count as blasts too
+    return {m.positive_class for m in flag_models(models) if m.positive_class} | lab or {"blast"}
 
 
 def _model_call(cell: Cell, models: Sequence[ModelRun]) -> tuple[str | None, float | None, str | None]:
@@ -249,15 +221,17 @@ def _ordered(names: Sequence[str]) -> list[str]:
 def review_classes(models: Sequence[ModelRun]) -> list[str]:
     """The classes a reviewer can assign, in clinical order, ``artefact`` last.
 
-    The primary model's classes plus every flag model's positive class, and
-    always ``blast`` (a reviewer must be able to call one whatever the models
-    know); the usual white-cell classes when no type model ran, so a manual
-    differential works without models.
+    The laboratory's class list (:func:`leukview.core.classes.active_classes`),
+    whatever the models know, then the primary model's classes and every flag
+    model's positive class that the list does not name (a model label that is
+    an alias of a class is that class), and always ``blast``.
     """
+    lab = active_classes()
     primary = primary_model(models)
-    names = list(primary.classes) if primary else list(DEFAULT_CLASSES)
+    names = list(lab.names) + (list(primary.classes) if primary else [])
     names += [m.positive_class for m in flag_models(models) if m.positive_class]
     names.append("blast")
+    names = [lab.canonical(n) for n in names]
     return [n for n in _ordered(names) if n != ARTEFACT] + [ARTEFACT]
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .calls import display_name
+from .classes import CLASS_KEY_SCHEME, active_classes
 
 __all__ = [
     "BINDINGS",
@@ -124,8 +125,9 @@ BINDINGS: tuple[Binding, ...] = (
     Binding("about", "&About LeukView", "help"),
 )  # fmt: skip
 
-#: The keys reserved for classes, in the order classes take them (0: the last class, artefact).
-CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")
+#: The keys reserved for classes, in the order free ones are handed out: 1-9, 0, then Shift+1 ... Shift+0
+#: (a class list gives its classes their own keys among these: leukview.core.classes).
+CLASS_KEYS: tuple[str, ...] = CLASS_KEY_SCHEME
 
 #: What the mouse and the arrow keys do in the slide view (not commands: listed in the help only).
 GESTURES: tuple[tuple[str, str], ...] = (
@@ -148,18 +150,21 @@ def bindings_in(group: str, bindings: Sequence[Binding] = BINDINGS) -> list[Bind
     return [b for b in bindings if b.group == group]
 
 
-def class_key(index: int, count: int) -> str | None:
-    """The number key of the class at ``index`` of ``count``: 1-9, and 0 for the last (artefact)."""
-    if index == count - 1:
-        return CLASS_KEYS[-1]
-    if index < len(CLASS_KEYS) - 1:
-        return CLASS_KEYS[index]
-    return None
+def class_key(index: int, count: int | None = None) -> str | None:
+    """The key the ``index``-th class takes when no class has a key of its own: 1-9, 0, Shift+1 ... Shift+0.
+
+    ``count`` is accepted for older callers and ignored.
+    """
+    return CLASS_KEYS[index] if 0 <= index < len(CLASS_KEYS) else None
 
 
 def class_keys(classes: Sequence[str]) -> list[tuple[str | None, str]]:
-    """(key, class) for every class a reviewer assigns, in order; key None beyond the ninth."""
-    return [(class_key(i, len(classes)), name) for i, name in enumerate(classes)]
+    """(key, class) for every class a reviewer assigns, in order.
+
+    A class of the laboratory's list keeps its own key; the others take the free
+    keys in :data:`CLASS_KEYS` order; None once all twenty are used.
+    """
+    return active_classes().assign_keys(classes)
 
 
 # Keys as people name them on screen (Qt's "Enter" is the keypad's, "Return" the main one).

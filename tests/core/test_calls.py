@@ -140,7 +140,11 @@ def test_an_unknown_label_stays_visible_in_the_differential():
 
 
 def test_review_classes_follow_clinical_order_and_add_blast_and_artefact():
-    assert review_classes(MODELS) == ["neutrophil", "lymphocyte", "basophil", "blast", "platelet", ARTEFACT]
+    offered = review_classes(MODELS)  # the laboratory's class list, whatever the models know
+    assert [n for n in offered if n in ("neutrophil", "lymphocyte", "basophil", "blast", "platelet")] == [
+        "neutrophil", "lymphocyte", "basophil", "blast", "platelet"
+    ]  # fmt: skip
+    assert offered[-1] == ARTEFACT and len(offered) == len(set(offered))
     assert "blast" in review_classes([TYPE])  # a reviewer can call a blast whatever the models know
     manual = review_classes([])
     assert manual[0] == "neutrophil" and "blast" in manual and manual[-1] == ARTEFACT

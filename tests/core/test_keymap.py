@@ -45,11 +45,11 @@ def test_class_keys_are_one_function_of_the_class_list():
     classes = review_classes([])
     keys = class_keys(classes)
     assert [name for _, name in keys] == classes
-    assert keys[-1] == ("0", "artefact")  # the last class, artefact, is 0
-    assert [key for key, _ in keys[:9]] == list("123456789")[: min(9, len(classes) - 1)]
-    eleven = [f"c{i}" for i in range(10)] + ["artefact"]  # more classes than keys: the tenth has none
-    assert [key for key, _ in class_keys(eleven)] == [*"123456789", None, "0"]
-    assert [class_key(i, 11) for i in range(11)] == [*"123456789", None, "0"]
+    assert keys[-1] == ("0", "artefact") and keys[0] == ("1", "neutrophil")  # the list's own keys
+    assert sorted(k for k, _ in keys if k) == sorted(CLASS_KEYS)  # each class key once
+    many = [f"c{i}" for i in range(21)]  # classes of no list: the free keys in order, then none
+    assert [key for key, _ in class_keys(many)] == [*"1234567890", *(f"Shift+{d}" for d in "1234567890"), None]
+    assert [class_key(i) for i in (0, 9, 10, 19, 20)] == ["1", "0", "Shift+1", "Shift+0", None]
 
 
 def test_the_help_lists_every_key_the_keymap_binds_and_the_class_keys():

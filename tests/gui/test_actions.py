@@ -10,6 +10,7 @@ from PySide6.QtGui import QKeySequence
 
 from leukview.core.keymap import (
     BINDINGS,
+    CLASS_KEYS,
     GESTURES,
     class_keys,
     display_key,
@@ -68,7 +69,8 @@ def test_menus_are_built_from_the_keymap(make_window, no_models: Path):
     assert window.actions["open"].shortcut().toString() == "Ctrl+O"
     assert [s.toString() for s in window.actions["next"].shortcuts()][:2] == ["N", "Space"]
     # class keys act on the classes of the analysis in their key order
-    assert [a.shortcut().toString() for a in window.actions.class_actions] == [*"1234567890"]
+    assert [a.shortcut().toString() for a in window.actions.class_actions] == list(CLASS_KEYS)
+    assert CLASS_KEYS[:11] == (*"1234567890", "Shift+1")  # more than ten classes: Shift and the number row
 
 
 def test_the_shortcuts_dialog_shows_the_generated_help(make_window, no_models: Path, dialogs):
