@@ -37,7 +37,7 @@ from leukview.core import explain  # noqa: E402
 from leukview.core.models import Classifier, physical_cores  # noqa: E402
 from leukview.core.preprocess import normalize  # noqa: E402
 
-SAMPLE = ROOT / "resources" / "samples" / "BloodImage_00214.jpg"
+SAMPLES = ROOT / "resources" / "samples"
 DATA = Path(os.environ.get("LEUKVIEW_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -59,18 +59,21 @@ def bench_speed(models_dir: Path, repeats: int, max_cells: int) -> None:
     from leukview.core.io import read_image
     from leukview.core.segment import segment
 
-    image = read_image(SAMPLE)
-    cells = [c for c in segment(image).cells if c.kind == "wbc"][:max_cells]
+    fields = []
+    for path in sorted(SAMPLES.glob("*.jpg")):
+        image = read_image(path)
+        fields += [(image, c) for c in segment(image).cells if c.kind == "wbc"]
+    fields = fields[:max_cells]
     print(f"machine: {os.cpu_count()} logical cores ({physical_cores()} physical); "
           f"float32 GEMM {gemm_gflops():.1f} GFLOP/s (numpy, 1024^3)")
-    print(f"field: {SAMPLE.name}, {len(cells)} white cells")
+    print(f"{len(fields)} white cells of the bundled sample fields ({SAMPLES.relative_to(ROOT)})")
     for folder in sorted(p.parent for p in models_dir.glob("*/model.json")):
         classifier = Classifier.load(folder)
         size = classifier.spec.input_size
-        explain.occlusion_map(classifier, image, cells[0])  # warm-up
+        explain.occlusion_map(classifier, *fields[0])  # warm-up
         occlusion, cam = [], []
         for _ in range(repeats):
-            for cell in cells:
+            for image, cell in fields:
                 start = time.perf_counter()
                 explain.occlusion_map(classifier, image, cell)
                 occlusion.append(time.perf_counter() - start)

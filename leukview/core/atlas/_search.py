@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # converts chunks of the stored (float16) ones on the fly beyond it
 _DENSE_BYTES = 512 * 1024 * 1024
 _CHUNK_ROWS = 16384
+_SMALL_ELEMENTS = 4 * 1024 * 1024  # up to ~3,000 cells of 1280 dims
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,10 @@ class ExactSearch:
     def similarities(self, queries: np.ndarray) -> np.ndarray:
         """Cosine similarities (M, N) of unit queries (M, D) to every stored row."""
         if self._dense is not None:
+            if len(queries) <= 4 and self._dense.size <= _SMALL_ELEMENTS:
+                # a viewer's single query: einsum's own loop, no BLAS thread wake-ups (those
+                # cost 20-40 ms on a busy 2-core machine, for 0.3 ms of work)
+                return np.stack([np.einsum("nd,d->n", self._dense, q) for q in queries])
             return queries @ self._dense.T
         parts = [
             queries @ np.asarray(self._stored[start : start + _CHUNK_ROWS], np.float32).T
