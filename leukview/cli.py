@@ -1,22 +1,21 @@
 """The headless commands: ``leukview analyze`` and ``leukview report``.
 
 ``analyze`` runs the pipeline over files and folders and writes
-``<stem>.cells.json`` per image and ``summary.csv`` per run. ``report``
+``<stem>.cells.json`` per image, and ``summary.csv`` and ``failures.csv`` per
+run, a line as each image finishes (:class:`leukview.core.summary.SummaryWriter`). ``report``
 writes the viewer's cell CSV and PDF report of one image (its saved review
 session when there is one, else analysed now) or of a session file.
 
 Exit codes (both): 0 when everything was written, 1 when anything failed
 (named on stderr with its reason; ``analyze`` still analyses the other
-images), 2 for usage errors.
+images, and runs without an installed model that cannot be used), 2 for usage
+errors (a model asked for by name that cannot be used is one).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
-import json
 import math
 import os
 import sys
@@ -57,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="leukview analyze",
         description=(
             "Segment, measure and classify every cell of blood-smear images. "
-            "Writes <stem>.cells.json per image and summary.csv per run."
+            "Writes <stem>.cells.json per image, summary.csv and failures.csv per run."
         ),
         epilog="Exit codes: 0 every image analysed, 1 some image failed, 2 usage error.",
     )
@@ -89,38 +88,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def collect_images(paths: Sequence[str], errors: list[tuple[str, str]]) -> list[Path]:
-    """Image files named directly or found in folders; missing paths go to ``errors``."""
-    from .core.io import is_supported
+def collect_images(
+    paths: Sequence[str], errors: list[tuple[str, str]], notes: list[str] | None = None
+) -> list[Path]:
+    """Image files named directly or found in folders (:func:`leukview.core.summary.find_images`).
 
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_supported(p)))
-        elif path.is_file():
-            found.append(path)  # named explicitly: read_image says if it cannot be read
-        else:
-            errors.append((raw, "no such file or folder"))
-    # the same file named twice is analysed once
-    unique: dict[Path, Path] = {}
-    for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
+    Missing paths (and unreadable folders) go to ``errors``; special files are
+    kept, for read_image to name; links to folders inside a folder are not
+    followed (said in ``notes``).
+    """
+    from .core.summary import find_images
+
+    scan = find_images(paths)
+    errors.extend(scan.failures)
+    if notes is not None:
+        notes.extend(scan.notes)
+    return scan.images
 
 
 def output_stems(images: Iterable[Path]) -> dict[Path, str]:
-    """A unique output stem per image (``name``, ``name-2``, ... when stems collide)."""
-    stems: dict[Path, str] = {}
-    used: set[str] = set()
-    for path in images:
-        stem, n = path.stem, 1
-        while stem in used:
-            n += 1
-            stem = f"{path.stem}-{n}"
-        used.add(stem)
-        stems[path] = stem
-    return stems
+    """A unique output stem per image (``name``, ``name-2``, ...; long ones cut with a hash)."""
+    from .core.summary import output_stems as stems
+
+    return stems(images)
 
 
 class ProgressBar:
@@ -251,29 +241,42 @@ def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
             return _usage_error(parser, stderr, f"--pixel-size: {exc.reason}")
 
     from .core.analysis import analyze_image
-    from .core.atomic import atomic_write_bytes, atomic_write_text
+    from .core.atomic import atomic_write_bytes, atomic_write_text, json_text
     from .core.io import read_image
-    from .core.models import load_models
+    from .core.models import ModelRegistry
+    from .core.summary import SummaryWriter, printable
 
-    try:
-        classifiers = [] if args.no_models else load_models(args.models, args.models_dir)
-    except LeukViewError as exc:
-        stderr.write(f"leukview analyze: error: {exc}\n")
-        return EXIT_USAGE if args.models else EXIT_FAILED
-    if not classifiers and not args.no_models:
-        stderr.write("leukview analyze: note: no model installed; segmenting and measuring only\n")
+    classifiers: list[Any] = []
+    if not args.no_models:
+        # one broken model is named and the run goes on with the others; one asked for is a usage error
+        classifiers, problems = ModelRegistry(args.models_dir).load_usable(args.models)
+        for problem in problems:
+            stderr.write(f"leukview analyze: {'error' if args.models else 'skipped'}: {printable(str(problem))}\n")
+        if problems and args.models:
+            return EXIT_USAGE
+        if not classifiers:
+            what = "usable" if problems else "installed"
+            stderr.write(f"leukview analyze: note: no model {what}; segmenting and measuring only\n")
+    else:
+        problems = []
 
     failures: list[tuple[str, str]] = []
-    images = collect_images(args.paths, failures)
+    notes: list[str] = []
+    images = collect_images(args.paths, failures, notes)
+    for note in notes:
+        stderr.write(f"leukview analyze: note: {note}\n")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
+        # header first, then one whole line per image as it finishes: a killed run keeps its rows
+        summary = SummaryWriter(args.out, summary_columns(model_runs(classifiers)))
     except OSError as exc:
-        stderr.write(f"leukview analyze: error: cannot create output folder {args.out}: {exc.strerror}\n")
+        out_name = printable(str(args.out))
+        stderr.write(f"leukview analyze: error: cannot write in the output folder {out_name}: {exc.strerror}\n")
         return EXIT_FAILED
+    for name, reason in failures:
+        summary.fail(name, reason)
     stems = output_stems(images)
     threshold = args.confidence_threshold
-    columns = summary_columns(model_runs(classifiers))
-    rows: list[dict[str, object]] = []
     bar = ProgressBar(len(images), stderr, enabled=not args.quiet)
     for done, path in enumerate(images, start=1):
         try:
@@ -283,34 +286,34 @@ def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
                 image, classifiers, calibration=calibration, confidence_threshold=threshold, image_name=str(path)
             )
             stem = stems[path]
-            document = json.dumps(analysis.to_dict(), separators=(",", ":"))
+            document = json_text(analysis.to_dict(), ensure_ascii=True)  # never NaN or Infinity
             atomic_write_text(args.out / f"{stem}.cells.json", document)
             if args.overlay:
                 atomic_write_bytes(args.out / f"{stem}.overlay.png", overlay_png(image, analysis))
-            rows.append(summary_row(path, analysis, threshold))
+            summary.add(summary_row(path, analysis, threshold))
         except LeukViewError as exc:
-            failures.append((str(path), exc.reason))
-            rows.append({"image": str(path), "status": f"error: {exc.reason}"})
+            summary.fail(path, exc.reason)
         except MemoryError:
-            failures.append((str(path), "not enough memory to analyse this image"))
-            rows.append({"image": str(path), "status": "error: out of memory"})
-        bar.update(done, path.name)
+            summary.fail(path, "not enough memory to analyse this image", status="error: out of memory")
+        except OSError as exc:  # the output folder: full, or no longer writable
+            summary.fail(path, f"cannot write its results ({exc.strerror or exc})")
+        except Exception as exc:  # a bug must not lose the other images; its traceback is shown
+            import traceback
+
+            traceback.print_exc(file=stderr)
+            summary.fail(path, f"analysis failed unexpectedly ({type(exc).__name__}: {exc})")
+        bar.update(done, printable(path.name))
     bar.close()
+    summary.close()
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(args.out / "summary.csv", buffer.getvalue())
-
-    for name, reason in failures:
+    for name, reason in summary.failures:
         stderr.write(f"leukview analyze: {name}: {reason}\n")
-    ok = len(rows) - sum(1 for r in rows if str(r.get("status", "")).startswith("error"))
-    stdout.write(f"analysed {ok} of {len(images)} image(s); results in {args.out}{os.sep}\n")
+    ok = len(summary.rows) - len(summary.failures)
+    stdout.write(f"analysed {ok} of {len(images)} image(s); results in {printable(str(args.out))}{os.sep}\n")
     if not images and not failures:
         stderr.write("leukview analyze: no supported image found\n")
         return EXIT_FAILED
-    return EXIT_FAILED if failures else EXIT_OK
+    return EXIT_FAILED if summary.failures or problems else EXIT_OK
 
 
 def overlay_png(image: np.ndarray, analysis: Analysis) -> bytes:
