@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QStyle, QToolBar
 from leukview.core.calls import display_name
 from leukview.core.keymap import BINDINGS, CLASS_KEYS, GROUPS, Binding, bindings_in, class_keys
 
-__all__ = ["Actions", "TOOLBAR", "qt_keys"]
+__all__ = ["EDIT_TOOLBAR", "TOOLBAR", "Actions", "qt_keys"]
 
 #: The toolbar: command ids (None: a separator), with their short texts and icons.
 TOOLBAR: tuple[tuple[str, str, QStyle.StandardPixmap | None] | None, ...] = (
@@ -30,6 +30,18 @@ TOOLBAR: tuple[tuple[str, str, QStyle.StandardPixmap | None] | None, ...] = (
     None,
     ("save", "Save", QStyle.StandardPixmap.SP_DialogSaveButton),
     ("export_pdf", "PDF report", QStyle.StandardPixmap.SP_FileDialogDetailedView),
+)
+
+#: The Segmentation toolbar: the correction tools (checked while drawing) and delete.
+EDIT_TOOLBAR: tuple[tuple[str, str] | None, ...] = (
+    ("add_cell_click", "Add (A)"),
+    ("add_cell_outline", "Draw (⇧A)"),
+    None,
+    ("split_cell", "Split (S)"),
+    ("split_cell_seeds", "Seeds (⇧S)"),
+    None,
+    ("redraw_cell", "Redraw (R)"),
+    ("delete_cell", "Delete (Del)"),
 )
 
 
@@ -137,6 +149,24 @@ class Actions:
             action = self.by_id[command]
             if pixmap is not None:
                 action.setIcon(style.standardIcon(pixmap))
+            action.setIconText(text)
+            bar.addAction(action)
+        window.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        return bar
+
+    def build_edit_toolbar(self, checkable: Sequence[str] = ()) -> QToolBar:
+        """The Segmentation toolbar (:data:`EDIT_TOOLBAR`); ``checkable`` commands show whether their tool is on."""
+        window = self.window
+        bar = QToolBar("Segmentation", window)
+        bar.setObjectName("segmentation_toolbar")
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for entry in EDIT_TOOLBAR:
+            if entry is None:
+                bar.addSeparator()
+                continue
+            command, text = entry
+            action = self.by_id[command]
+            action.setCheckable(command in checkable)
             action.setIconText(text)
             bar.addAction(action)
         window.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)

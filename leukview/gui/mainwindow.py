@@ -39,6 +39,7 @@ from .analysis_ui import AnalysisUi
 from .cellinfo import provider_text
 from .dialogs import PixelSizeDialog, about_html, shortcuts_html
 from .docks import Docks
+from .edit_tools import TOOLS, EditTools
 from .exports import Exports
 from .layers import HEAT_MODE_NAMES
 from .overlays import CellOverlay
@@ -107,6 +108,8 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
         self.overlay.options.heat_mode = self.settings.heat_mode
         self.overlay.options.heat_opacity = self.settings.heat_opacity
         self.view.cell_at = self.overlay.cell_at
+        self.edit_tools = EditTools(self)
+        self.view.tool = self.edit_tools
         self.view.cell_clicked.connect(lambda cell_id: cell_id >= 0 and self.select_cell(cell_id, centre=False))
         self.view.cell_menu.connect(self._show_cell_menu)
         self.view.files_dropped.connect(lambda paths: paths and self.open_image(paths[0]))
@@ -124,6 +127,8 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
         self.menus["review"].aboutToShow.connect(self._fill_review_menu)
         self._fill_review_menu()
         self.toolbar = self.actions.build_toolbar()
+        self.edit_toolbar = self.actions.build_edit_toolbar(tuple(TOOLS))
+        self.edit_tools.changed.append(self._edit_tool_changed)
         self.act_analyse, self.act_zoom_out = self.actions["analyse"], self.actions["zoom_out"]
         self.act_actual, self.act_fit = self.actions["actual_size"], self.actions["fit"]
 
@@ -160,8 +165,10 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
             "zoom_in": lambda: view.zoom_by(1.25), "zoom_out": lambda: view.zoom_by(0.8),
             "fit": view.fit, "actual_size": view.actual_size,
             "heatmap": self.cycle_heatmap, "labels": lambda: self.layers.boxes["labels"].toggle(),
-            "analyse": self.analyse, "cancel": self.cancel_analysis, "pixel_size": self.pixel_size_dialog,
-            "next": self.go_next, "previous": self.go_previous, "accept": self.accept_call,
+            "analyse": self.analyse, "cancel": self._cancel, "pixel_size": self.pixel_size_dialog,
+            **{command: lambda c=command: self.edit_tools.start(c) for command in TOOLS},
+            "delete_cell": self.edit_tools.delete_selected,
+            "next": self.go_next, "previous": self.go_previous, "accept": self._accept,
             "clear": self.clear_review, "classify_key": self.classify_key,
             "shortcuts": self.show_shortcuts, "about": self.show_about,
         }  # fmt: skip
@@ -170,6 +177,7 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
         events = self.document.events
         events.analysis_changed.connect(self._show_analysis)
         events.cell_changed.connect(self._cell_changed)
+        events.cells_replaced.connect(self._cells_replaced)
         events.calibration_changed.connect(lambda _cal: self._show_calibration())
         events.threshold_changed.connect(lambda _value: self._show_threshold())
         events.audit_appended.connect(self._audit_appended)
@@ -245,8 +253,10 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
             "analyse": has_image and not busy, "cancel": busy, "export_csv": has_cells and not busy,
             "export_pdf": has_cells and not busy, "save": has_cells and not busy, "export_png": has_image,
             "pixel_size": has_image, "fit": has_image, "actual_size": has_image, "zoom_in": has_image,
-            "zoom_out": has_image,
+            "zoom_out": has_image, "delete_cell": has_cells and not busy,
+            **{command: has_cells and not busy for command in TOOLS},
         }  # fmt: skip
+        enabled["cancel"] = busy or self.edit_tools.drawing
         for command, on in enabled.items():
             self.actions[command].setEnabled(on)
 
@@ -331,6 +341,37 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
             self.review.refresh_cell(cell_id)
         self.review.select_cell(self.selected)
         self._update_differential()
+
+    def _cells_replaced(self, removed: list[int], added: list[int]) -> None:
+        """A segmentation edit (or its undo): those cells went, these came; the counts follow."""
+        self.overlay.remove_cells(removed)
+        self.overlay.add_cells([c for c in self.document.cells if c.id in set(added)])
+        self.review.set_cells(self.document.cells)
+        self._update_differential()
+        if self.selected in removed or self.selected is None:
+            self.select_cell(added[0] if added else None, centre=False)
+        else:
+            self.review.select_cell(self.selected)
+
+    # ------------------------------------------------------------ segmentation edit tools
+
+    def _edit_tool_changed(self) -> None:
+        active = self.edit_tools.active
+        for command in TOOLS:
+            self.actions[command].setChecked(active is not None and active.command == command)
+        self._update_enabled()
+
+    def _accept(self) -> None:
+        """Enter: finish a drawing, else accept the call on the cell."""
+        if self.edit_tools.drawing:
+            self.edit_tools.finish()
+        else:
+            self.accept_call()
+
+    def _cancel(self) -> None:
+        """Esc: cancel a drawing, else the analysis."""
+        if not self.edit_tools.cancel():
+            self.cancel_analysis()
 
     def _audit_appended(self, entry: AuditEntry, scroll: bool = True) -> None:
         self.audit_list.addItem(f"{entry.time}  {entry.reviewer}  {entry.describe()}")

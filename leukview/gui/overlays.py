@@ -228,6 +228,10 @@ class CellOverlay:
 
     def set_cells(self, cells: Sequence[Cell]) -> None:
         self.clear()
+        self.add_cells(cells)
+
+    def add_cells(self, cells: Sequence[Cell]) -> None:
+        """Put cells on the slide (all of an analysis, or those a segmentation edit made)."""
         for cell in cells:
             if len(cell.contour) < 3:
                 continue
@@ -242,6 +246,20 @@ class CellOverlay:
                 item.label_item = label
             self.refresh_cell(cell.id)
         self.apply_options()
+
+    def remove_cells(self, cell_ids: Sequence[int]) -> None:
+        """Take cells off the slide (a segmentation edit removed them), with their labels and maps."""
+        for cell_id in cell_ids:
+            item = self._items.pop(cell_id, None)
+            self.cells.pop(cell_id, None)
+            if item is not None:
+                if item.label_item is not None:
+                    self.scene.removeItem(item.label_item)
+                self.scene.removeItem(item)
+            for key in [k for k in self._heat if k[0] == cell_id]:
+                self.scene.removeItem(self._heat.pop(key))
+            if self.selected == cell_id:
+                self.select(None)
 
     def refresh_cell(self, cell_id: int) -> None:
         """Colour, label and tooltip of one cell after its call changed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -20,6 +21,9 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QSizePolicy, QWidget
 
 from leukview.core.calibration import Calibration
+
+if TYPE_CHECKING:
+    from .edit_tools import EditTools
 
 MAX_SCALE = 32.0
 CLICK_SLOP = 4  # pixels a press may move and still be a click, not a pan
@@ -69,6 +73,7 @@ class SlideView(QGraphicsView):
         self.image_rect = QRectF()
         self.calibration = Calibration.unknown()  # the document's, set by the window
         self.cell_at = lambda point: None  # set by the window: scene point -> cell id or None
+        self.tool: EditTools | None = None  # set by the window: a drawing tool gets the mouse first
         self._press: QPoint | None = None
         self.horizontalScrollBar().valueChanged.connect(self._emit_view)
         self.verticalScrollBar().valueChanged.connect(self._emit_view)
@@ -160,12 +165,30 @@ class SlideView(QGraphicsView):
             return
         super().keyPressEvent(event)
 
+    def _to_tool(self, kind: str, event: QMouseEvent) -> bool:
+        """Hand a mouse event to the active drawing tool; True when it took it."""
+        if self.tool is None or not self.tool.drawing:
+            return False
+        taken = self.tool.mouse(kind, self.mapToScene(event.position().toPoint()), event)
+        if taken:
+            event.accept()
+        return taken
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        if not self._to_tool("double", event):
+            super().mouseDoubleClickEvent(event)
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        if self._to_tool("press", event):
+            return
         if event.button() == Qt.MouseButton.LeftButton:
             self._press = event.position().toPoint()
         super().mousePressEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._to_tool("release", event):
+            self._press = None
+            return
         super().mouseReleaseEvent(event)
         if event.button() == Qt.MouseButton.LeftButton and self._press is not None:
             moved = (event.position().toPoint() - self._press).manhattanLength()
@@ -175,7 +198,8 @@ class SlideView(QGraphicsView):
                 self.cell_clicked.emit(-1 if cell is None else int(cell))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        super().mouseMoveEvent(event)
+        if not self._to_tool("move", event):
+            super().mouseMoveEvent(event)
         self.cursor_moved.emit(self.mapToScene(event.position().toPoint()))
 
     def contextMenuEvent(self, event) -> None:  # noqa: ANN001 - QContextMenuEvent

@@ -121,7 +121,7 @@ def cell_from_click(
     """
     others = list(others)
     x, y = float(point[0]), float(point[1])
-    if not (0 <= x < context.width and 0 <= y < context.height):
+    if not (0 <= round(x) < context.width and 0 <= round(y) < context.height):
         raise EditError("the click is outside the image")
     taken = cell_at(others, (x, y), kinds=("wbc",))
     if taken is not None:
@@ -129,7 +129,7 @@ def cell_from_click(
     params, d = context.params, context.rbc_diameter
     reach = (0.5 * params.max_wbc_diameter + params.max_cytoplasm_width + 0.5) * d
     pixels, ox, oy = context.window(x - reach, y - reach, x + reach + 1, y + reach + 1)
-    px, py = int(np.floor(x)) - ox, int(np.floor(y)) - oy
+    px, py = int(round(x)) - ox, int(round(y)) - oy  # points are pixel-centre coordinates
     occupied = _white_cells_mask(others, (ox, oy), pixels.shape[:2])
     cells, nuc = context.stain_masks(pixels)
     cells &= ~occupied
@@ -244,7 +244,7 @@ def split_cell(
         markers = np.zeros(mask.shape, np.int32)
         inside = []
         for sx, sy in points:
-            px, py = int(np.floor(sx)) - ox, int(np.floor(sy)) - oy
+            px, py = int(round(sx)) - ox, int(round(sy)) - oy
             if 0 <= py < mask.shape[0] and 0 <= px < mask.shape[1] and mask[py, px]:
                 inside.append((px, py))
         if len(inside) < 2:

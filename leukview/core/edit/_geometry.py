@@ -12,7 +12,8 @@ from ..cells import Cell
 from ._context import EditContext, EditError
 
 Points = Sequence[Sequence[float]] | np.ndarray
-"""(x, y) points in image pixels, shape (N, 2)."""
+"""(x, y) points in image pixels, shape (N, 2), in the cells' coordinates: (i, j) is the
+centre of pixel column i, row j (as contours and centroids)."""
 
 
 def cell_mask(cell: Cell, origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
