@@ -58,7 +58,7 @@ from .data import DataError
 from .models import model_info
 
 # keys of a dataset entry that describe it and are not loader arguments
-DATASET_META = ("name", "licence", "citation", "fields", "note")
+DATASET_META = ("name", "licence", "citation", "fields", "note", "relabel")
 
 
 @dataclass
@@ -81,6 +81,10 @@ class TrainSettings:
     threads: int = 2
     steps_per_epoch: int = 0  # 0: the whole training set each epoch
     eval_batch_size: int = 64
+    # train: BatchNorm layers learn this data's batch statistics; frozen: every BatchNorm keeps its
+    # ImageNet statistics (only its scale and shift train), so no statistic of one microscope's batches
+    # is baked in (Tsutsui et al. 2023 saw batch statistics collapse across microscopes)
+    batchnorm: str = "train"
 
     def __post_init__(self) -> None:
         checks = {
@@ -88,6 +92,7 @@ class TrainSettings:
             "schedule": ("cosine", "plateau", "none"),
             "monitor": ("val_loss", "val_accuracy"),
             "balance": ("weighted-loss", "undersample", "sampler", "none"),
+            "batchnorm": ("train", "frozen"),
         }
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
@@ -127,6 +132,10 @@ class Config:
     xgboost: dict[str, Any] = field(default_factory=dict)
     # weight averaging of runs that differ in augmentation or schedule (training.soup)
     soup: dict[str, Any] = field(default_factory=dict)
+    # open-set score exported into the graph (training.openset): {"score": "mahalanobis", "quantile": 0.98}
+    openset: dict[str, Any] = field(default_factory=dict)
+    # auxiliary attribute head (training.attributes): {"root": "wbcatt", "weight": 0.3, "exclude": [...]}
+    attributes: dict[str, Any] = field(default_factory=dict)
     licence: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
@@ -221,6 +230,12 @@ def config_from_dict(raw: dict[str, Any], overrides: dict[str, Any] | None = Non
     unknown_bias = set(config.logit_bias) - set(config.classes)
     if unknown_bias:
         raise DataError(f"logit_bias names unknown classes: {', '.join(sorted(unknown_bias))}", source or None)
+    if config.openset:
+        if config.openset.get("score", "mahalanobis") != "mahalanobis":
+            raise DataError("[openset] score must be 'mahalanobis'", source or None)
+        quantile = config.openset.get("quantile", 0.98)
+        if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.5 <= quantile < 1:
+            raise DataError("[openset] quantile must be a number in [0.5, 1)", source or None)
     if config.colour_norm not in ("none", "instance"):
         raise DataError("colour_norm must be 'none' or 'instance'", source or None)
     return config

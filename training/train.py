@@ -41,8 +41,10 @@ from .data import (
     CropSet,
     extract_crops,
     grouped_split,
+    inherit_split,
     load_sources,
     load_split,
+    repo_path,
     save_split,
     split_indices,
 )
@@ -54,7 +56,7 @@ from .evaluate import (
     summary_line,
     write_json,
 )
-from .models import CellNet, build_model, count_parameters, freeze, set_train_mode
+from .models import CellNet, _mark_frozen, build_model, count_parameters, freeze, set_train_mode
 
 log = logging.getLogger("training")
 
@@ -74,6 +76,9 @@ class Prepared:
     eval_sets: dict[str, tuple[CropSet, np.ndarray, dict[str, Any]]]
     reports: dict[str, Any]
     styles: np.ndarray | None = None
+    # WBCAtt attribute indices per crop (N, A), -1 where unknown, and each attribute's values
+    attributes: np.ndarray | None = None
+    attribute_values: dict[str, list[str]] | None = None
 
 
 def _concat(sets: list[CropSet], names: list[str]) -> CropSet:
@@ -93,18 +98,31 @@ def _concat(sets: list[CropSet], names: list[str]) -> CropSet:
 
 
 def _crops_for(config: Config, entry: dict[str, Any], progress: bool, pinned: dict[str, str]) -> CropSet:
-    """Crops of one dataset: the run's own cached crops when it has them, else extracted (and cached)."""
+    """Crops of one dataset: the run's own cached crops when it has them, else extracted (and cached).
+
+    An entry with ``relabel = FILE`` (a decision table of :mod:`training.clean`) has its cells relabelled
+    or dropped by that table after extraction.
+    """
     name = dataset_name(entry)
     if name in pinned and Path(pinned[name]).is_file():
         # a run keeps its crops even when the segmentation code changes later
-        return CropSet.load(pinned[name])
-    sources = load_sources(loader_args(entry), config.resolved_data_root())
-    crops = extract_crops(
-        sources, config.crop, config.input_size, cache_dir=config.cache_dir, name=name,
-        fallback=config.fallback, progress=progress, reuse_segmentation=config.reuse_segmentation,
-    )
-    if "cache_file" in crops.report:
-        pinned[name] = crops.report["cache_file"]
+        crops = CropSet.load(pinned[name])
+    else:
+        sources = load_sources(loader_args(entry), config.resolved_data_root())
+        crops = extract_crops(
+            sources, config.crop, config.input_size, cache_dir=config.cache_dir, name=name,
+            fallback=config.fallback, progress=progress, reuse_segmentation=config.reuse_segmentation,
+        )
+        if "cache_file" in crops.report:
+            pinned[name] = crops.report["cache_file"]
+    if entry.get("relabel"):
+        from .clean import apply_relabel, read_relabel
+
+        table = read_relabel(repo_path(entry["relabel"]))
+        root = (config.resolved_data_root() / str(entry["root"])).resolve()
+        crops, report = apply_relabel(crops, table, root)
+        crops.report["relabel"] = report
+        log.info("data %s relabelled by %s: %s", name, entry["relabel"], report)
     return crops
 
 
@@ -139,8 +157,16 @@ def prepare(config: Config, run_dir: Path, progress: bool = True) -> Prepared:
         log.info("split read from %s", split_path)
     else:
         s = config.split
-        split = grouped_split(crops.labels, crops.groups, float(s.get("val", 0.1)), float(s.get("test", 0.2)),
-                              int(s.get("seed", 0)))
+        inherited = [load_split(repo_path(p)) for p in s.get("inherit", []) if repo_path(p).is_file()]
+        if len(inherited) < len(s.get("inherit", [])):
+            log.warning("split: %d of the inherited split files are missing",
+                        len(s.get("inherit", [])) - len(inherited))
+        if inherited:
+            split = inherit_split(crops.labels, crops.groups, inherited, float(s.get("val", 0.1)),
+                                  float(s.get("test", 0.2)), int(s.get("seed", 0)))
+        else:
+            split = grouped_split(crops.labels, crops.groups, float(s.get("val", 0.1)), float(s.get("test", 0.2)),
+                                  int(s.get("seed", 0)))
         split_doc = save_split(split_path, split, crops.labels, crops.groups, int(s.get("seed", 0)),
                                str(s.get("note", "")))
     index = split_indices(crops.groups, split)
@@ -167,7 +193,17 @@ def prepare(config: Config, run_dir: Path, progress: bool = True) -> Prepared:
             reports[name] = cs.report
             log.info("style set %s: %d unlabelled cells (appearance only)", name, len(cs))
     write_json(pinned_file, pinned)
-    return Prepared(crops, y, index, split_doc, eval_sets, reports, styles)
+    attributes = values = None
+    if config.attributes:
+        from .attributes import attribute_targets
+
+        datasets = np.array([str(g).split(":", 1)[0] for g in crops.groups])
+        attributes, values = attribute_targets(crops.sources, datasets, config.attributes,
+                                               config.resolved_data_root())
+        known = attributes[index["train"]] >= 0
+        log.info("attributes %s: %d of %d training cells labelled", list(values), int(known.all(axis=1).sum()),
+                 len(index["train"]))
+    return Prepared(crops, y, index, split_doc, eval_sets, reports, styles, attributes, values)
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -280,9 +316,18 @@ def fit(config: Config, run_dir: Path, prepared: Prepared, fresh: bool = False, 
     model = build_model(config.model, k, config.input_size, config.weights, log.info, config.colour_norm)
     spec = model.info.freeze_default if t.freeze == "default" else t.freeze
     n_frozen = freeze(model, spec)
-    log.info("model %s: %.2f M parameters, %.2f M frozen (freeze=%s), colour_norm=%s", config.model,
-             count_parameters(model) / 1e6, n_frozen / 1e6, spec, config.colour_norm)
-    optimizer = make_optimizer(model, config)
+    if t.batchnorm == "frozen":  # every BatchNorm keeps its ImageNet statistics
+        model.apply(_mark_frozen)
+    log.info("model %s: %.2f M parameters, %.2f M frozen (freeze=%s), colour_norm=%s, batchnorm=%s", config.model,
+             count_parameters(model) / 1e6, n_frozen / 1e6, spec, config.colour_norm, t.batchnorm)
+    aux = None
+    if prepared.attributes is not None and prepared.attribute_values:
+        from .attributes import AttributeHead
+
+        aux = AttributeHead(model.num_features, prepared.attribute_values)
+        aux_targets = torch.from_numpy(prepared.attributes[prepared.index["train"]])
+        aux_weight = float(config.attributes.get("weight", 0.3))
+    optimizer = make_optimizer(model if aux is None else nn.ModuleList([model, aux]), config)
     scheduler = make_scheduler(optimizer, config)
     train_idx, val_idx = prepared.index["train"], prepared.index["val"]
     y_train = prepared.y[train_idx]
@@ -297,6 +342,8 @@ def fit(config: Config, run_dir: Path, prepared: Prepared, fresh: bool = False, 
     if last.is_file() and not fresh:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
+        if aux is not None and ckpt.get("aux"):
+            aux.load_state_dict(ckpt["aux"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler"):
             scheduler.load_state_dict(ckpt["scheduler"])
@@ -310,6 +357,8 @@ def fit(config: Config, run_dir: Path, prepared: Prepared, fresh: bool = False, 
         epoch = state["epoch"] + 1
         started = time.time()
         set_train_mode(model, True)
+        if aux is not None:
+            aux.train()
         order = _epoch_indices(y_train, config, rng)
         batches = [order[i : i + t.batch_size] for i in range(0, len(order), t.batch_size)]
         batches = [b for b in batches if len(b) > 1]  # BatchNorm needs two samples
@@ -323,8 +372,10 @@ def fit(config: Config, run_dir: Path, prepared: Prepared, fresh: bool = False, 
             items = [dataset[i] for i in batch]
             x = torch.stack([it[0] for it in items])
             target = torch.tensor([it[1] for it in items])
-            logits, _ = model(x)
+            logits, features = model(x)
             loss = loss_fn(logits, target)
+            if aux is not None:
+                loss = loss + aux_weight * aux.loss(model.pooled(features), aux_targets[torch.as_tensor(batch)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -361,6 +412,7 @@ def fit(config: Config, run_dir: Path, prepared: Prepared, fresh: bool = False, 
                  " *" if improved else "")
         torch.save({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "aux": aux.state_dict() if aux is not None else None,
             "scheduler": scheduler.state_dict() if scheduler is not None else None, "state": state,
             "rng": rng.bit_generator.state, "aug_rng": dataset.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
@@ -444,7 +496,9 @@ def scores_of(model: CellNet, booster: Any, crops: np.ndarray, config: Config) -
 def evaluate_all(model: CellNet, booster: Any, config: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
     """Metrics on the held-out split and each other-source set; confusion PNGs."""
     metrics: dict[str, Any] = {}
-    positive = config.classes.index(config.positive_class) if config.positive_class else None
+    # the field call counts blasts: a flag model's positive class, or a type model's own `blast` class
+    blast = config.positive_class or ("blast" if "blast" in config.classes else None)
+    positive = config.classes.index(blast) if blast else None
     test = prepared.index["test"]
     sets = []
     if len(test):

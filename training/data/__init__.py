@@ -77,11 +77,13 @@ from ._source import (
     IMAGE_SUFFIXES,
     DataError,
     Source,
+    repo_path,
 )
 from ._spec import load_sources
 from ._split import (
     assert_disjoint,
     grouped_split,
+    inherit_split,
     load_split,
     save_split,
     split_indices,
@@ -106,6 +108,7 @@ __all__ = [
     "folder_dataset",
     "grouped_split",
     "IMAGE_SUFFIXES",
+    "inherit_split",
     "load_sources",
     "load_split",
     "manifest_dataset",
@@ -114,6 +117,7 @@ __all__ = [
     "read_rgb",
     "read_voc_boxes",
     "read_yolo_boxes",
+    "repo_path",
     "save_split",
     "segment_sources",
     "Segmenter",

@@ -61,3 +61,12 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def repo_path(path: str | os.PathLike[str]) -> Path:
+    """A path named in a config: as given when it exists (absolute or from the current folder), else from
+    the repository root, so ``training/configs/...`` and ``models/...`` work from any folder."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    return Path(__file__).resolve().parents[2] / given

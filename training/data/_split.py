@@ -69,6 +69,54 @@ def grouped_split(
     return split
 
 
+def inherit_split(
+    labels: Sequence[str], groups: Sequence[str], inherited: Sequence[Mapping[str, Sequence[str]]],
+    val: float = 0.1, test: float = 0.2, seed: int = 0,
+) -> dict[str, list[str]]:
+    """A grouped split that keeps the parts of earlier splits for the groups they hold.
+
+    A group named in one of ``inherited`` (the ``groups`` of an earlier
+    ``split.json``) stays in that part, so a new model is tested on the same
+    held-out groups as the one it replaces; groups named in none are split by
+    :func:`grouped_split`. Earlier splits must not disagree about a group.
+
+    Parameters
+    ----------
+    labels, groups : sequence of str, length N
+    inherited : sequence of dict
+        'train', 'val', 'test' -> group names.
+    val, test : float
+        Fractions for the groups no earlier split names.
+    seed : int
+
+    Returns
+    -------
+    split : dict
+        'train', 'val', 'test' -> sorted group names (only groups of ``groups``).
+    """
+    present = set(np.asarray(groups, dtype=str).tolist())
+    part_of: dict[str, str] = {}
+    for earlier in inherited:
+        for part, names in earlier.items():
+            for name in names:
+                if name in present and part_of.setdefault(name, part) != part:
+                    raise DataError(f"earlier splits disagree about group {name!r}")
+    split: dict[str, set[str]] = {"train": set(), "val": set(), "test": set()}
+    for name, part in part_of.items():
+        split.setdefault(part, set()).add(name)
+    label_of = np.asarray(labels, dtype=str)
+    group_of = np.asarray(groups, dtype=str)
+    fresh = np.array([g not in part_of for g in group_of], bool)
+    if fresh.any():
+        new = grouped_split(label_of[fresh], group_of[fresh], val, test, seed)
+        for part, names in new.items():
+            split[part].update(names)
+    log.info("split: %d groups inherited, %d split afresh", len(part_of), len(set(group_of[fresh].tolist())))
+    result = {part: sorted(names) for part, names in split.items()}
+    assert_disjoint(result)
+    return result
+
+
 def assert_disjoint(split: Mapping[str, Sequence[str]]) -> None:
     """Raise DataError when a group is on two sides of a split."""
     parts = list(split)

@@ -84,3 +84,21 @@ def test_subject_split_on_real_cnmc(data_dir: Path) -> None:
     assert Counter(np.asarray(labels)[index["train"]].tolist()).keys() == {"blast", "normal"}
     # the same seed gives the same split
     assert tdata.grouped_split(labels, groups, val=0.2, test=0.3, seed=0) == split
+
+
+def test_inherit_split_keeps_earlier_parts_and_splits_only_new_groups() -> None:
+    from training.data import inherit_split
+
+    labels = ["a"] * 20 + ["b"] * 20 + ["blast"] * 30
+    groups = [f"pbc:a{i}" for i in range(20)] + [f"pbc:b{i}" for i in range(20)] + [f"tal:{i // 3}" for i in range(30)]
+    earlier = {"train": [f"pbc:a{i}" for i in range(14)] + [f"pbc:b{i}" for i in range(14)] + ["gone:1"],
+               "val": ["pbc:a14", "pbc:a15", "pbc:b14", "pbc:b15"],
+               "test": [f"pbc:a{i}" for i in range(16, 20)] + [f"pbc:b{i}" for i in range(16, 20)]}
+    split = inherit_split(labels, groups, [earlier], val=0.1, test=0.3, seed=0)
+    for part in ("train", "val", "test"):
+        assert {g for g in split[part] if g.startswith("pbc:")} == set(earlier[part]) - {"gone:1"}
+    assert "gone:1" not in split["train"]  # a group no longer in the data is not carried over
+    new = {g for part in split.values() for g in part if g.startswith("tal:")}
+    assert new == {f"tal:{i}" for i in range(10)} and split["test"] and any(g.startswith("tal:") for g in split["test"])
+    with pytest.raises(tdata.DataError, match="disagree"):
+        inherit_split(labels, groups, [earlier, {"train": [], "val": [], "test": ["pbc:a0"]}])
