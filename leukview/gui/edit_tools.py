@@ -79,14 +79,17 @@ class EditTools:
         self._hover: QPointF | None = None
         self._tracing = False
         self._context: EditContext | None = None
-        pen = QPen(QColor(255, 214, 0), 2.0, Qt.PenStyle.DashLine)
-        pen.setCosmetic(True)
+        # White on a dark halo: unlike any class colour or a flagged cell's dashes.
         self.sketch = QGraphicsPathItem()
-        self.sketch.setPen(pen)
-        self.sketch.setZValue(Z_SKETCH)
-        self.sketch.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-        self.sketch.setVisible(False)
-        window.scene.addItem(self.sketch)
+        self._halo = QGraphicsPathItem()
+        for item, colour, width in ((self._halo, QColor(0, 0, 0, 200), 4.5), (self.sketch, QColor(255, 255, 255), 2.0)):
+            pen = QPen(colour, width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin)
+            pen.setCosmetic(True)
+            item.setPen(pen)
+            item.setZValue(Z_SKETCH)
+            item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+            item.setVisible(False)
+            window.scene.addItem(item)
         self.document.events.analysis_changed.connect(self.reset)
         self.document.events.image_changed.connect(self.reset)
 
@@ -287,8 +290,9 @@ class EditTools:
 
     def _end(self) -> None:
         self.active, self.target, self.points, self._hover, self._tracing = None, None, [], None, False
-        self.sketch.setVisible(False)
-        self.sketch.setPath(QPainterPath())
+        for item in (self.sketch, self._halo):
+            item.setVisible(False)
+            item.setPath(QPainterPath())
         self.view.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.window.statusBar().clearMessage()
         self._notify()
@@ -316,6 +320,7 @@ class EditTools:
         tool = self.active
         if tool is None or not self.points:
             self.sketch.setVisible(False)
+            self._halo.setVisible(False)
             return
         path = QPainterPath()
         radius = 4.0 / max(self.view.scale_factor, 1e-6)  # marks of a constant screen size
@@ -335,5 +340,6 @@ class EditTools:
                 path.closeSubpath()
             first = self.points[0]
             path.addEllipse(QRectF(first.x() - radius, first.y() - radius, 2 * radius, 2 * radius))
-        self.sketch.setPath(path)
-        self.sketch.setVisible(True)
+        for item in (self._halo, self.sketch):
+            item.setPath(path)
+            item.setVisible(True)
