@@ -354,15 +354,14 @@ def load_session(path: str | os.PathLike[str]) -> Session:
     """
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > MAX_SESSION_BYTES:
-                raise SessionDamaged(
-                    f"the session file is {size:,} bytes, more than any session "
-                    f"({MAX_SESSION_BYTES // 2**20} MiB at most): it is not read",
-                    path,
-                )
-            raw = handle.read(MAX_SESSION_BYTES + 1)
+        size = path.stat().st_size
+        if size > MAX_SESSION_BYTES:
+            raise SessionDamaged(
+                f"the session file is {size:,} bytes, more than any session "
+                f"({MAX_SESSION_BYTES // 2**20} MiB at most): it is not read",
+                path,
+            )
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise SessionNotFound("session file not found", path) from exc
     except OSError as exc:
