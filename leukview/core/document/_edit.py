@@ -26,6 +26,7 @@ from ..edit import (
     redraw_cell,
     split_cell,
 )
+from ..errors import LeukViewError
 from ..session import EDIT_ACTIONS, AuditAction, EditDetail, Session
 
 if TYPE_CHECKING:
@@ -158,8 +159,8 @@ class SegmentationEditing:
         settings = self.session.settings
         try:
             params = SegmentationParams.from_dict(dict(settings.segmentation or {}))
-        except (TypeError, ValueError):
-            params = SegmentationParams()
+        except (LeukViewError, TypeError, ValueError):
+            params = SegmentationParams()  # the analysis ran with the defaults then
         return EditContext.from_reader(
             read,
             self.size,
