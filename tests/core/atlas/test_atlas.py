@@ -413,3 +413,25 @@ def test_stale_or_unreadable_index_falls_back_to_exact(tmp_path: Path, tiny: Cla
     # an index that cannot be kept up to date is dropped rather than left stale
     loaded.add(embed_crops(tiny, smooth_crops(1, 7)), smooth_crops(1, 7), ["a"], source="test-set", licence="CC0")
     assert Atlas.load(tmp_path).meta["index"] is None and not (tmp_path / INDEX_FILE).exists()
+
+
+def test_without_faiss_the_search_is_exact(tmp_path: Path, tiny: Classifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    import leukview.core.atlas._atlas as atlas_module
+
+    atlas, stored = random_atlas(tmp_path, tiny, 15)
+    if faiss_module() is not None:
+        atlas.build_index()
+    else:  # an atlas indexed on a machine that has faiss
+        meta = json.loads((tmp_path / ATLAS_FILE).read_text())
+        meta["index"] = {"library": "faiss", "file": INDEX_FILE, "count": 15, "ef_search": 64}
+        (tmp_path / ATLAS_FILE).write_text(json.dumps(meta))
+        (tmp_path / INDEX_FILE).write_bytes(b"index")
+    monkeypatch.setattr(atlas_module, "faiss_module", lambda: None)
+    loaded = Atlas.load(tmp_path, tiny)
+    assert not loaded.has_index and loaded.info()["index"]["active"] is False
+    order, _ = brute_force(stored, stored[:4], 3)
+    assert [[n.atlas_id for n in r] for r in loaded.search(stored[:4], k=3)] == [
+        [atlas.entries[i].atlas_id for i in row] for row in order
+    ]
+    with pytest.raises(AtlasError, match="needs faiss"):
+        loaded.build_index()
