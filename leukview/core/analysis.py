@@ -16,6 +16,7 @@ import numpy as np
 from .calibration import Calibration
 from .calls import DEFAULT_CONFIDENCE_THRESHOLD, call_cell
 from .cells import CELL_KINDS, Cell
+from .domain import DEFAULT_EXPECTED_FRACTION, DomainCheck, domain_check
 from .errors import LeukViewError
 from .progress import AnalysisCancelled, ProgressCallback, scaled
 from .runs import ModelRun
@@ -60,6 +61,10 @@ class Analysis:
         Median red-cell diameter found by segmentation.
     confidence_threshold : float
         The threshold the cells' ``low-confidence`` flags in cells.json are computed with.
+    domain : DomainCheck, optional
+        How unlike the training data the image's white cells are
+        (:mod:`leukview.core.domain`); None when no model with an open-set
+        score ran (and for files written before it existed).
     """
 
     width: int
@@ -70,6 +75,7 @@ class Analysis:
     calibration: Calibration = field(default_factory=Calibration.unknown)
     rbc_diameter_px: float | None = None
     confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    domain: DomainCheck | None = None
 
     @property
     def pixel_size_um(self) -> float | None:
@@ -112,6 +118,7 @@ class Analysis:
             "confidence_threshold": threshold,
             "rbc_diameter_px": None if self.rbc_diameter_px is None else round(float(self.rbc_diameter_px), 2),
             "models": [m.to_dict() for m in self.models],
+            "domain": None if self.domain is None else self.domain.to_dict(),
             "cells": cells,
         }
 
@@ -155,6 +162,7 @@ class Analysis:
             ),
             rbc_diameter_px=data.get("rbc_diameter_px"),
             confidence_threshold=float(threshold),
+            domain=DomainCheck.from_dict(data["domain"]) if isinstance(data.get("domain"), dict) else None,
         )
 
 
@@ -231,6 +239,13 @@ def analyze_image(
         )
     report(1.0, "done")
     height, width = image.shape[:2]
+    expected = [
+        float(c.spec.openset.get("flagged_fraction_heldout") or DEFAULT_EXPECTED_FRACTION)
+        for c in classifiers
+        if c.spec.openset
+    ]
+    # the most permissive held-out rate of the models that score cells
+    domain = domain_check(cells, min(max(max(expected), 1e-3), 0.5)) if expected else None
     return Analysis(
         width=width,
         height=height,
@@ -240,4 +255,5 @@ def analyze_image(
         calibration=calibration,
         rbc_diameter_px=result.rbc_diameter,
         confidence_threshold=float(confidence_threshold),
+        domain=domain,
     )

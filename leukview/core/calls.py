@@ -8,19 +8,27 @@ nothing else decides a class.
 The rule
 --------
 1. A reviewer's label, when there is one (source ``"review"``).
-2. Else a flag model (one with a positive class, e.g. all-blast's ``blast``)
-   that calls the cell positive.
+2. Else, only when the primary model cannot call that class itself, a flag
+   model (one with a positive class, e.g. the retired all-blast's ``blast``)
+   that calls the cell positive. A type model with ``blast`` among its
+   classes (wbc-type 2) makes the one call: no second model overrides a
+   three-lobed granulocyte into a blast.
 3. Else the primary model's label (the first model without a positive class:
    the white-cell type model).
 4. Else no call (``label`` None: "unclassified").
 
-Flags say why a cell goes to the reviewer first: ``low-confidence`` (some
-model's top probability is under the threshold), ``blast`` (the call is a
-blast class). ``atypical`` is reserved for an open-set score.
+Flags say why a cell goes to the reviewer first: ``atypical`` (a model's
+open-set score, :attr:`~leukview.core.cells.Prediction.atypicality`, is over
+its threshold: the cell is unlike anything the model was trained on),
+``low-confidence`` (some model's top probability is under the threshold),
+``blast`` (the call is a blast class).
 
 One call per cell, as on a CellaVision screen: the blast row of the
 differential and the blast percentage are the same number, over the same
-denominator (classified white cells, :data:`NON_LEUKOCYTE` excluded).
+denominator (classified white cells, :data:`NON_LEUKOCYTE` excluded). An
+unreviewed atypical cell keeps the model's label on screen but is counted in
+no class: it is "unclassified (review)" (:attr:`Differential.atypical`),
+outside the denominator, until a reviewer decides.
 """
 
 from __future__ import annotations
@@ -125,6 +133,16 @@ class CellCall:
         """Unreviewed and flagged: offered to the reviewer first."""
         return not self.reviewed and bool(self.flags)
 
+    @property
+    def atypical(self) -> bool:
+        """Unreviewed and flagged :data:`FLAG_ATYPICAL`: counted as "unclassified (review)"."""
+        return not self.reviewed and FLAG_ATYPICAL in self.flags
+
+    @property
+    def counted_label(self) -> str | None:
+        """The class the differential counts this cell in: None while it is atypical and unreviewed."""
+        return None if self.atypical else self.label
+
     def to_dict(self) -> dict[str, Any]:
         """The ``call`` object of cells.json (schema 2)."""
         return {
@@ -151,11 +169,14 @@ def positive_classes(models: Sequence[ModelRun]) -> set[str]:
 
 
 def _model_call(cell: Cell, models: Sequence[ModelRun]) -> tuple[str | None, float | None, str | None]:
+    primary = primary_model(models)
+    own = set(primary.classes) if primary is not None else set()
     for run in flag_models(models):
+        if run.positive_class in own:  # the type model calls this class itself: one call per cell
+            continue
         pred = cell.predictions.get(run.name)
         if pred is not None and pred.label == run.positive_class:
             return pred.label, pred.confidence, run.name
-    primary = primary_model(models)
     if primary is not None:
         pred = cell.predictions.get(primary.name)
         if pred is not None:
@@ -196,6 +217,17 @@ def call_cell(
     flags: list[str] = []
     reasons: list[str] = []
     if source != REVIEW:
+        unlike = [
+            (run.name, cell.predictions[run.name].atypicality)
+            for run in models
+            if run.name in cell.predictions and cell.predictions[run.name].atypical
+        ]
+        if unlike:
+            flags.append(FLAG_ATYPICAL)
+            reasons.append(
+                "atypical, unlike the training cells: "
+                + ", ".join(f"{name} {value:.1f}x its open-set threshold" for name, value in unlike)
+            )
         low = [
             (run.name, cell.predictions[run.name].confidence)
             for run in models
@@ -249,7 +281,7 @@ def lowest_confidence(cell: Cell, models: Sequence[ModelRun]) -> float | None:
 def review_order(
     cells: Sequence[Cell], models: Sequence[ModelRun], threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
 ) -> list[Cell]:
-    """Review cells in the order they are offered: flagged, then unreviewed, then reviewed.
+    """Review cells in the order they are offered: atypical, other flagged, unreviewed, reviewed.
 
     Within each group, lower confidence comes first; ties keep reading order
     (top to bottom, left to right), so the order is stable.
@@ -258,7 +290,7 @@ def review_order(
     def key(cell: Cell) -> tuple[int, float, float, float]:
         call = call_cell(cell, models, threshold)
         lowest = lowest_confidence(cell, models)
-        group = 2 if call.reviewed else (0 if call.needs_review else 1)
+        group = 3 if call.reviewed else (0 if call.atypical else (1 if call.needs_review else 2))
         return (group, 1.0 if lowest is None else lowest, round(cell.centroid[1] / 32.0), cell.centroid[0])
 
     return sorted(review_cells(cells), key=key)
@@ -279,6 +311,9 @@ class Differential:
         (classes in :data:`NON_LEUKOCYTE` and unclassified cells excluded).
     unclassified : int
         White cells with neither a model call nor a review.
+    atypical : int
+        "Unclassified (review)": unreviewed cells flagged ``atypical``, counted
+        in no class and outside :attr:`leukocytes` until a reviewer decides.
     reviewed, total : int
         Review cells a person has labelled, and all review cells.
     flagged : int
@@ -294,6 +329,7 @@ class Differential:
     counts: dict[str, int] = field(default_factory=dict)
     leukocytes: int = 0
     unclassified: int = 0
+    atypical: int = 0
     reviewed: int = 0
     total: int = 0
     flagged: int = 0
@@ -354,6 +390,9 @@ def differential_count(
         result.flagged += int(call.needs_review)
         if call.label is None:
             result.unclassified += 1
+            continue
+        if call.atypical:
+            result.atypical += 1
             continue
         if call.label not in result.counts:  # a label from an older model version: keep it visible
             classes.insert(len(classes) - 1, call.label)

@@ -32,27 +32,45 @@ class Prediction:
         Class-activation map of ``label`` on the model's feature grid,
         scaled to [0, 1]. It covers the model's input crop, whose square in
         image coordinates is ``cam_box`` (x0, y0, x1, y1). Not serialised.
+    atypicality : float, optional
+        The model's open-set score of the cell as a multiple of its threshold
+        (sidecar ``openset``): above 1 the cell is unlike the model's training
+        cells and is flagged ``atypical``. None when the model has no open-set score.
     """
 
     label: str
     probabilities: dict[str, float]
     cam: np.ndarray | None = None
     cam_box: tuple[float, float, float, float] | None = None
+    atypicality: float | None = None
 
     @property
     def confidence(self) -> float:
         return float(self.probabilities.get(self.label, 0.0))
 
+    @property
+    def atypical(self) -> bool:
+        """Whether the open-set score is over the model's threshold."""
+        return self.atypicality is not None and self.atypicality > 1.0
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "label": self.label,
             "confidence": round(self.confidence, 6),
             "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
         }
+        if self.atypicality is not None:
+            data["atypicality"] = round(float(self.atypicality), 4)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:
-        return cls(label=str(data["label"]), probabilities={k: float(v) for k, v in data["probabilities"].items()})
+        score = data.get("atypicality")
+        return cls(
+            label=str(data["label"]),
+            probabilities={k: float(v) for k, v in data["probabilities"].items()},
+            atypicality=None if score is None or isinstance(score, bool) else float(score),
+        )
 
 
 @dataclass

@@ -176,3 +176,78 @@ def test_one_palette_for_every_view():
         assert f"#{r:02X}{g:02X}{b:02X}" == class_colour(name)
     assert (display_name("ig"), display_name(None), display_name("neutrophil")) == ("IG", "unclassified", "neutrophil")
     assert 0.0 < DEFAULT_CONFIDENCE_THRESHOLD < 1.0
+
+
+# -- one type model with blast among its classes, and the atypical flag ---------------------------
+
+TYPE2 = ModelRun("wbc-type", "2.0.0", "CPUExecutionProvider", ["lymphocyte", "neutrophil", "platelet", "blast"])
+
+
+def typed(cell_id: int, label: str, confidence: float, atypicality: float | None = None, **kw) -> object:
+    """A cell called by the 9-class type model (``TYPE2``), with an open-set score."""
+    cell = make_cell(cell_id, **kw)
+    rest = (1.0 - confidence) / (len(TYPE2.classes) - 1)
+    cell.predictions[TYPE2.name] = Prediction(
+        label, {c: confidence if c == label else rest for c in TYPE2.classes}, atypicality=atypicality
+    )
+    return cell
+
+
+def test_a_type_model_with_a_blast_class_makes_the_one_call():
+    cell = typed(1, "blast", 0.9, 0.4)
+    call = call_cell(cell, [TYPE2])
+    assert (call.label, call.source, call.flags) == ("blast", "wbc-type", (FLAG_BLAST,))
+    assert call.reasons == ("called blast by wbc-type",)
+    # a flag model that also ran (an old all-blast) no longer overrides a type that knows blasts
+    cell = typed(2, "neutrophil", 0.95, 0.4)
+    cell.predictions["all-blast"] = Prediction("blast", {"blast": 0.99, "normal": 0.01})
+    call = call_cell(cell, [TYPE2, BLAST])
+    assert (call.label, call.source) == ("neutrophil", "wbc-type") and FLAG_BLAST not in call.flags
+    assert differential_count([cell], [TYPE2, BLAST]).blast_count == 0
+    # without blasts among the type's classes the old flag model still calls (files of 1.x models)
+    old = make_cell(3, wbc_type=("neutrophil", 0.95), all_blast=("blast", 0.99))
+    assert call_cell(old, MODELS).label == "blast"
+
+
+def test_an_atypical_cell_is_flagged_first_and_counted_unclassified_until_reviewed():
+    from leukview.core.calls import FLAG_ATYPICAL
+
+    cells = [
+        typed(1, "neutrophil", 0.95, 0.5, x=10, y=10),
+        typed(2, "lymphocyte", 0.99, 2.5, x=90, y=10),  # confident, but unlike the training cells
+        typed(3, "blast", 0.9, 1.01, x=10, y=90),  # just over the threshold
+        typed(4, "neutrophil", 0.5, 0.9, x=90, y=90),  # low confidence only
+        typed(5, "neutrophil", 0.9, None, x=50, y=50),  # a model without an open-set score
+    ]
+    calls = [call_cell(c, [TYPE2]) for c in cells]
+    assert calls[1].flags == (FLAG_ATYPICAL,) and calls[1].atypical and calls[1].needs_review
+    assert "2.5x" in calls[1].reasons[0] and "wbc-type" in calls[1].reasons[0]
+    assert calls[1].label == "lymphocyte" and calls[1].counted_label is None  # the guess stays visible
+    assert set(calls[2].flags) == {FLAG_ATYPICAL, FLAG_BLAST}
+    assert not calls[0].atypical and not calls[4].atypical and calls[3].flags == (FLAG_LOW_CONFIDENCE,)
+
+    diff = differential_count(cells, [TYPE2])
+    assert diff.atypical == 2 and diff.unclassified == 0
+    assert diff.leukocytes == 3 and diff.counts["lymphocyte"] == 0 and diff.blast_count == 0
+    assert diff.flagged == 3
+    # the reviewer sees the atypical cells first, then the other flagged, then the rest
+    assert [c.id for c in review_order(cells, [TYPE2])][:3] == [3, 2, 4]
+
+    cells[1].review = reviewed("blast")  # the reviewer decides: it is counted as what they say
+    diff = differential_count(cells, [TYPE2])
+    assert diff.atypical == 1 and diff.counts["blast"] == 1 and diff.leukocytes == 4
+    assert diff.blast_percent == pytest.approx(25.0)
+    assert not call_cell(cells[1], [TYPE2]).atypical
+
+
+def test_atypicality_round_trips_through_cells_json():
+    from leukview.core.cells import Cell
+
+    cell = typed(1, "neutrophil", 0.9, 1.75)
+    data = cell.to_dict()
+    assert data["predictions"]["wbc-type"]["atypicality"] == 1.75
+    back = Cell.from_dict(data).predictions["wbc-type"]
+    assert back.atypicality == pytest.approx(1.75) and back.atypical
+    plain = typed(2, "neutrophil", 0.9).to_dict()["predictions"]["wbc-type"]
+    assert "atypicality" not in plain  # files of models without the score are unchanged
+    assert Cell.from_dict(typed(2, "neutrophil", 0.9).to_dict()).predictions["wbc-type"].atypicality is None

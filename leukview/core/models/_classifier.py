@@ -220,6 +220,8 @@ class Classifier:
             )
         for test_scores in (probe, scores):  # a logits output declared as probabilities is refused
             check_scores(test_scores, spec, where)
+        if spec.openset_output:
+            self._check_openset(batch, where)
         if features is None:
             return
         if features.ndim != 4 or features.shape[0] != 2:
@@ -247,6 +249,27 @@ class Classifier:
                 spec.cam_weight,
             )
 
+    def _check_openset(self, batch: np.ndarray, where: Path) -> None:
+        """The sidecar's open-set output exists and gives one score per cell."""
+        name = self.spec.openset_output
+        declared = [o.name for o in self.session.get_outputs()]
+        if name not in declared:
+            raise ModelError(
+                f"sidecar openset.output '{name}' is not an output of the graph (outputs: {', '.join(declared)})",
+                where,
+            )
+        try:
+            (score,) = self.run_outputs(batch, [str(name)])
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"open-set output '{name}' fails on a test input: {error_line(exc)}", where) from exc
+        if score.size != 2 or score.shape[0] != 2:
+            raise ModelError(
+                f"open-set output '{name}' gives shape {score.shape[1:]} per cell; it must be one score per cell",
+                where,
+            )
+
     # -- inference ----------------------------------------------------------
 
     def run(
@@ -271,18 +294,23 @@ class Classifier:
         names = [spec.scores_output]
         if with_features and spec.features_output:
             names.append(spec.features_output)
+        outputs = self.run_outputs(batch, names)
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+
+    def run_outputs(self, batch: np.ndarray, names: Sequence[str]) -> list[np.ndarray]:
+        """The named graph outputs for a normalised batch (N, 3, S, S), as float32 arrays.
+
+        A graph with a fixed batch is fed chunks of that size; a GPU failure
+        moves the model to the CPU and runs again.
+        """
+        spec = self.spec
+        names = list(names)
         batch = np.ascontiguousarray(batch, np.float32)
         count = len(batch)
         if self.fixed_batch and count != self.fixed_batch:
             # a graph exported with a fixed batch: feed it chunks of that size, padding the last
-            chunks = [
-                self.run(part, with_features) for part in _padded_chunks(batch, self.fixed_batch)
-            ]
-            scores = np.concatenate([c[0] for c in chunks])[:count]
-            features = (
-                np.concatenate([c[1] for c in chunks])[:count] if chunks[0][1] is not None else None
-            )
-            return scores, features
+            chunks = [self.run_outputs(part, names) for part in _padded_chunks(batch, self.fixed_batch)]
+            return [np.concatenate([c[i] for c in chunks])[:count] for i in range(len(names))]
         try:
             outputs = self.session.run(names, {spec.input_name: batch})
         except Exception as exc:
@@ -298,9 +326,7 @@ class Classifier:
             self.session = create_session(data, [CPU], where=self.path / MODEL_FILE)
             self._bytes = None
             outputs = self.session.run(names, {spec.input_name: batch})
-        scores = np.asarray(outputs[0], np.float32)
-        features = np.asarray(outputs[1], np.float32) if len(outputs) > 1 else None
-        return scores, features
+        return [np.asarray(out, np.float32) for out in outputs]
 
     def predict(
         self,
@@ -350,7 +376,17 @@ class Classifier:
             part = cells[start : start + batch_size]
             batch = preprocess_cells(image, part, spec.crop, spec.input_size, spec.mean, spec.std)
             want_cam = with_cam and spec.features_output is not None
-            scores, features = self.run(batch, with_features=want_cam)
+            names = [spec.scores_output]
+            if want_cam and spec.features_output:
+                names.append(spec.features_output)
+            openset, threshold = spec.openset_output, spec.openset_threshold
+            outputs = self.run_outputs(batch, names + ([openset] if openset else []))
+            scores = outputs[0]
+            features = outputs[1] if len(names) > 1 else None
+            # the open-set score as a multiple of its threshold: above 1 is atypical
+            atypicality = (
+                outputs[-1].reshape(len(part)) / threshold if openset and threshold else None
+            )
             probabilities = (
                 softmax(scores) if spec.scores_kind == "logits" else _as_probabilities(scores)
             )
@@ -372,11 +408,18 @@ class Classifier:
                         },
                         cam=cam,
                         cam_box=box,  # type: ignore[arg-type]
+                        atypicality=None if atypicality is None else _finite(atypicality[index]),
                     )
                 )
         if progress is not None:
             progress(1.0, f"{spec.name}: {total} cells classified")
         return results
+
+
+def _finite(value: float) -> float:
+    # a NaN score (a blank crop, an overflow) is as unlike the training cells as it gets
+    value = float(value)
+    return value if np.isfinite(value) else float("inf")
 
 
 def _as_probabilities(scores: np.ndarray) -> np.ndarray:
