@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -27,9 +27,35 @@ from leukview.core.edit import EditContext, EditError, cells_crossed
 from leukview.core.errors import LeukViewError
 
 if TYPE_CHECKING:
-    from .mainwindow import MainWindow
+    from PySide6.QtWidgets import QGraphicsScene, QStatusBar
 
-__all__ = ["TOOLS", "EditTools", "Tool"]
+    from leukview.core.document import ReviewDocument
+
+    from .settings import AppSettings
+    from .tiles import TileSource
+    from .viewer import SlideView
+    from .worker import AnalysisRunner, ModelCache
+
+
+class EditHost(Protocol):
+    """What the tools need of the main window."""
+
+    document: ReviewDocument
+    view: SlideView
+    scene: QGraphicsScene
+    source: TileSource | None
+    settings: AppSettings
+    model_cache: ModelCache
+    runner: AnalysisRunner
+    selected: int | None
+
+    def statusBar(self) -> QStatusBar: ...  # noqa: N802 - Qt's name
+
+    def select_cell(self, cell_id: int | None, centre: bool = True) -> None: ...
+
+    def error(self, title: str, text: str) -> None: ...
+
+__all__ = ["TOOLS", "EditHost", "EditTools", "Tool"]
 
 Z_SKETCH = 8  # above every overlay
 FREEHAND_STEP = 4.0  # screen pixels between the points a drag traces
@@ -64,11 +90,11 @@ class EditTools:
 
     Parameters
     ----------
-    window : MainWindow
-        Its document, view, scene, status bar, selection, image source and models.
+    window : EditHost
+        The main window: its document, view, scene, status bar, selection, image source and models.
     """
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: EditHost) -> None:
         self.window = window
         self.document = window.document
         self.view = window.view

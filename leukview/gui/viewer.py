@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QPoint, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -22,8 +22,14 @@ from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QSizePolicy
 
 from leukview.core.calibration import Calibration
 
-if TYPE_CHECKING:
-    from .edit_tools import EditTools
+
+class ViewTool(Protocol):
+    """A drawing tool that takes the view's mouse while it is on (:class:`leukview.gui.edit_tools.EditTools`)."""
+
+    @property
+    def drawing(self) -> bool: ...
+
+    def mouse(self, kind: str, point: QPointF, event: QMouseEvent) -> bool: ...
 
 MAX_SCALE = 32.0
 CLICK_SLOP = 4  # pixels a press may move and still be a click, not a pan
@@ -73,7 +79,7 @@ class SlideView(QGraphicsView):
         self.image_rect = QRectF()
         self.calibration = Calibration.unknown()  # the document's, set by the window
         self.cell_at = lambda point: None  # set by the window: scene point -> cell id or None
-        self.tool: EditTools | None = None  # set by the window: a drawing tool gets the mouse first
+        self.tool: ViewTool | None = None  # set by the window: a drawing tool gets the mouse first
         self._press: QPoint | None = None
         self.horizontalScrollBar().valueChanged.connect(self._emit_view)
         self.verticalScrollBar().valueChanged.connect(self._emit_view)
