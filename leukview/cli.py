@@ -370,6 +370,7 @@ class ReportSource:
     analysed: str = ""
     image: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    settings: Any = None  # the session's SessionSettings: case fields and analysed field of the report
 
 
 def is_session_file(path: Path) -> bool:
@@ -455,6 +456,7 @@ def _from_session(session: Session) -> ReportSource:
         threshold=session.settings.confidence_threshold,
         audit=list(session.audit),
         analysed=session.created,
+        settings=session.settings,
     )
 
 
@@ -496,6 +498,8 @@ def write_report_pdf(path: Path, source: ReportSource) -> Path:
         threshold=source.threshold,
         image_name=image_name,
         analysed=source.analysed,
+        fields=None if source.settings is None else source.settings.report,
+        analysed_field=None if source.settings is None else source.settings.analysed_field,
     )
     return write_pdf_report(path, content)
 

@@ -24,6 +24,7 @@ from .tiles import ArrayTileSource
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QGraphicsScene, QStatusBar
 
+    from leukview.core.cells import Cell
     from leukview.core.document import ReviewDocument
     from leukview.core.report import ReportContent
 
@@ -54,6 +55,8 @@ class Exports:
         def statusBar(self) -> QStatusBar: ...  # noqa: N802 - Qt's name
 
         def error(self, title: str, text: str) -> None: ...
+
+        def crop_for(self, cell: Cell) -> np.ndarray | None: ...
 
     def _export_path(self, title: str, suffix: str, filter_text: str) -> Path | None:
         assert self.document.path is not None
@@ -110,25 +113,51 @@ class Exports:
         self.document.log_export(AuditAction.EXPORT_PNG, written)
         return self._written(written)
 
-    def report_content(self) -> ReportContent:
+    def report_content(self, heatmap: bool = False) -> ReportContent:
         """What the PDF report says (the document's, as ``leukview report`` makes it).
 
-        A large image is not in memory whole: its snapshot is the view rendered instead.
+        The snapshot is drawn for the page by the core (no view state in it: the
+        heatmap only when chosen for this report). A large image is not in memory
+        whole: the analysed field is read reduced, the cell images at full resolution.
         """
         if isinstance(self.source, ArrayTileSource):
-            return self.document.report_content(self.source.image)
-        shot = self.snapshot(2000)
-        return self.document.report_content(None, snapshot=None if shot is None else qimage_rgb(shot))
+            return self.document.report_content(self.source.image, heatmap=heatmap)
+        image, region = self.report_image()
+        return self.document.report_content(image, heatmap=heatmap, region=region, crop=self.crop_for)
 
-    def export_pdf(self, path: str | os.PathLike[str] | None = None) -> Path | None:
-        """The PDF report: snapshot, differential, blast %, models, disclaimer, corrections."""
+    def report_image(self, side: int = 2400) -> tuple[np.ndarray | None, tuple[int, int, int, int] | None]:
+        """The analysed field (the whole image when none) read from the finest level that fits ``side``."""
+        source = self.source
+        if source is None:
+            return None, None
+        field = self.document.settings.analysed_field or (0, 0, source.width, source.height)
+        x, y, w, h = field
+        level = next(
+            (i for i in range(len(source.levels)) if max(w, h) / source.downsample(i) <= side),
+            len(source.levels) - 1,
+        )
+        scale = source.downsample(level)
+        lw, lh = source.levels[level]
+        x0, y0 = int(x / scale), int(y / scale)
+        x1, y1 = min(lw, int(np.ceil((x + w) / scale))), min(lh, int(np.ceil((y + h) / scale)))
+        try:
+            image = source.read_level(level, x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+        except LeukViewError:
+            return None, None
+        return image, (int(x0 * scale), int(y0 * scale), int((x1 - x0) * scale), int((y1 - y0) * scale))
+
+    def export_pdf(self, path: str | os.PathLike[str] | None = None, heatmap: bool = False) -> Path | None:
+        """The PDF report: case, differential, snapshot, models, corrections, sign-off, cell images.
+
+        ``heatmap``: the class-activation maps in this report's snapshot (never carried over from the view).
+        """
         if self.document.session is None:
             return None
         target = Path(path) if path else self._export_path("Export PDF report", ".report.pdf", "PDF (*.pdf)")
         if target is None:
             return None
         try:
-            written = write_pdf_report(target, self.report_content())
+            written = write_pdf_report(target, self.report_content(heatmap))
         except LeukViewError as exc:
             self.error("Export failed", str(exc))
             return None

@@ -43,6 +43,7 @@ from .edit_tools import TOOLS, EditTools
 from .exports import Exports
 from .layers import HEAT_MODE_NAMES
 from .overlays import CellOverlay
+from .report import report_dialog
 from .review_ui import GALLERY_RULE, ReviewUi
 from .session_ui import SessionUi, sessions_folder
 from .settings import AppSettings
@@ -160,7 +161,7 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
         return {
             "open": self.open_dialog, "open_sample": self.open_sample, "save": self.save_now,
             "export_csv": lambda: self.export_csv(), "export_png": lambda: self.export_png(),
-            "export_pdf": lambda: self.export_pdf(), "quit": self.close,
+            "export_pdf": lambda: report_dialog(self, self), "quit": self.close,
             "undo": self.document.undo, "redo": self.document.redo, "settings": self.settings_dialog,
             "zoom_in": lambda: view.zoom_by(1.25), "zoom_out": lambda: view.zoom_by(0.8),
             "fit": view.fit, "actual_size": view.actual_size,

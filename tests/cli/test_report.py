@@ -190,3 +190,25 @@ def test_the_fallback_folder_session_is_found_like_the_viewer_finds_it(
     assert code == EXIT_OK, err
     assert [r["reviewer"] for r in rows_of(out) if r["source"] == "review"] == ["jdoe"]
     assert fallback.is_file() and not session_path(image).exists()
+
+
+def test_the_pdf_of_a_session_carries_its_case_fields_and_sign_off(
+    image: Path, tmp_path: Path, tiny_models: Path, monkeypatch: pytest.MonkeyPatch
+):
+    pytest.importorskip("PySide6")
+    from leukview.core.report import sign_off
+    from leukview.core.session import ReportFields
+    from leukview.gui import report as gui_report
+
+    session = reviewed_session(image, tiny_models, threshold=0.0)  # nothing flagged: it can be signed
+    session.settings.report = ReportFields("P-0012345", "S-1", "Dr X", "J. Doe")
+    sign_off(session, "J. Doe", 0.0)
+    save_session(session, session_path(image))
+    seen = []
+    real = gui_report.write_pdf_report
+    monkeypatch.setattr(gui_report, "write_pdf_report", lambda path, content: seen.append(content) or real(path, content))
+    code, _, err = run(str(session_path(image)), "--pdf", str(tmp_path / "r.pdf"))
+    assert code == EXIT_OK, err
+    (content,) = seen
+    assert content.fields.patient_id == "P-0012345" and content.signed and content.signature.who == "J. Doe"
+    assert not content.heatmap and content.gallery  # the viewer's report: cell images, no heatmap

@@ -1,29 +1,45 @@
-"""The report's content without Qt: the calls' differential, the snapshot, the HTML."""
+"""The report's content without Qt: differential rows, a snapshot drawn for the page, cell images, sign-off."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from cell_factory import BLAST, TYPE, make_cell
 
 from leukview.core.analysis import Analysis
 from leukview.core.calibration import Calibration
-from leukview.core.calls import class_colour, differential_count
+from leukview.core.calls import class_colour, class_rgb, differential_count
 from leukview.core.cells import ReviewState
-from leukview.core.overlay import render_overlay
+from leukview.core.document import ReviewDocument
 from leukview.core.report import (
     DISCLAIMER,
+    SNAPSHOT_SIDE,
     SNAPSHOT_URL,
+    SignOffRefused,
     build_report,
     corrections,
+    page_footer,
+    page_header,
     provider_text,
+    report_blocks,
+    report_gallery,
     report_html,
     report_snapshot,
+    set_report_fields,
+    sign_off,
+    signature,
+    snapshot_label_text,
+    status_text,
+    when_text,
 )
-from leukview.core.session import Session
+from leukview.core.session import AuditAction, ReportFields, Session, SessionSettings
+
+TAG = (20, 20, 26)  # the label tags' dark fill
 
 
 @dataclass
@@ -59,54 +75,129 @@ def cell_text(html: str) -> list[str]:
     return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", html, re.S)]
 
 
-def test_build_report_gathers_the_field_and_renders_the_snapshot_with_the_core_overlay():
+def tag_boxes(snapshot: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (x, y, w, h) of the label tags drawn on a snapshot."""
+    mask = np.all(snapshot == TAG, axis=2).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    return [tuple(int(v) for v in stats[i, :4]) for i in range(1, count) if stats[i, 4] > 200]
+
+
+def test_build_report_gathers_the_field_and_draws_the_snapshot_for_the_page():
     image, analysis = field(Calibration.from_file(0.1))
-    content = build_report(analysis, image, threshold=0.7, created="2024-05-02T10:00:00+02:00", reviewer="jdoe")
+    fields = ReportFields("P-1", "S-2", "Dr X", "J. Doe")
+    content = build_report(
+        analysis, image, threshold=0.7, created="2024-05-02T10:00:00+02:00", reviewer="jdoe", fields=fields
+    )
     assert (content.image_name, content.width, content.height) == ("field 7.jpg", 320, 240)
     assert content.cells is analysis.cells and list(content.models) == [TYPE, BLAST]
     assert content.calibration == Calibration.from_file(0.1) and content.threshold == 0.7
-    assert (content.created, content.reviewer) == ("2024-05-02T10:00:00+02:00", "jdoe")
+    assert (content.created, content.reviewer, content.fields) == ("2024-05-02T10:00:00+02:00", "jdoe", fields)
     assert content.snapshot is not None and content.snapshot.dtype == np.uint8
-    assert np.array_equal(content.snapshot, render_overlay(image, analysis, threshold=0.7, heatmap=False))
+    assert content.snapshot.shape == (SNAPSHOT_SIDE * 240 // 320, SNAPSHOT_SIDE, 3)  # one size for the page
+    assert np.array_equal(content.snapshot, report_snapshot(image, analysis, 0.7))
+    assert not content.heatmap and "built in" in content.class_list
     assert build_report(analysis, None, threshold=0.7).snapshot is None
     assert build_report(analysis, image, threshold=0.7, image_name="x.png").image_name == "x.png"
 
 
-def test_the_snapshot_has_no_heatmap_unless_asked_and_is_reduced_to_print_size():
+def test_the_snapshot_has_no_heatmap_unless_chosen_for_the_report():
     image, analysis = field()
     pred = analysis.cells[0].predictions["wbc-type"]
-    pred.cam, pred.cam_box = np.ones((4, 4), np.float32), (30.0, 30.0, 90.0, 90.0)
+    pred.cam, pred.cam_box = np.ones((4, 4), np.float32), (20.0, 20.0, 100.0, 100.0)
     plain = build_report(analysis, image, threshold=0.7).snapshot
     heat = build_report(analysis, image, threshold=0.7, heatmap=True).snapshot
     assert plain is not None and heat is not None
-    assert (plain[50:70, 50:70] == 200).all() and not (heat[50:70, 50:70] == 200).all()
-    small = report_snapshot(image, analysis, 0.7, max_side=160)
-    assert small.shape == (120, 160, 3)
+    scale = SNAPSHOT_SIDE / 320
+    inside = (slice(int(50 * scale), int(70 * scale)), slice(int(50 * scale), int(70 * scale)))
+    assert (plain[inside] == 200).all() and not (heat[inside] == 200).all()
 
 
-def test_the_html_reports_the_calls_differential_blast_percent_models_and_calibration():
+def test_labels_are_sized_for_the_page_not_the_image_and_never_overlap():
+    image, analysis = field()
+    small = cv2.resize(image, (224, 168))
+    big = cv2.resize(image, (1280, 960))
+    boxes_small = tag_boxes(report_snapshot(small, analysis, 0.7))
+    boxes_big = tag_boxes(report_snapshot(big, analysis, 0.7))
+    assert len(boxes_small) == len(boxes_big) == 3  # one tag per white cell, none for the red cell
+    assert sorted(b[3] for b in boxes_small) == sorted(b[3] for b in boxes_big)  # the same height on the page
+    height = boxes_small[0][3]
+    assert SNAPSHOT_SIDE / 100 < height < SNAPSHOT_SIDE / 40  # a label, not a banner
+
+    # a crowded field: 280 touching white cells; every tag stays apart and inside the image
+    cells = [
+        make_cell(i + 1, x=6 + 8 * (i % 20), y=6 + 8 * (i // 20), half=4, wbc_type=("lymphocyte", 0.9))
+        for i in range(280)
+    ]
+    crowded = Analysis(width=164, height=116, cells=cells, models=[TYPE])
+    shot = report_snapshot(np.full((116, 164, 3), 210, np.uint8), crowded, 0.7)
+    boxes = tag_boxes(shot)
+    assert 40 <= len(boxes) < 280  # labels gave way (some as the id alone) instead of covering each other
+    for i, (x, y, w, h) in enumerate(boxes):
+        assert x >= 0 and y >= 0 and x + w <= shot.shape[1] and y + h <= shot.shape[0]
+        for x2, y2, w2, h2 in boxes[i + 1 :]:
+            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y  # no two overlap
+
+
+def test_the_snapshot_shows_the_region_it_is_given():
+    image, analysis = field()
+    region = (0, 0, 160, 120)  # the top-left quarter: cell 1 only
+    shot = report_snapshot(image[:120, :160], analysis, 0.7, region=region)
+    assert shot.shape == (SNAPSHOT_SIDE * 120 // 160, SNAPSHOT_SIDE, 3)
+    assert len(tag_boxes(shot)) == 1
+    colour = np.array(class_rgb("neutrophil"))
+    x0, y0 = (np.array(analysis.cells[0].bbox[:2]) * SNAPSHOT_SIDE / 160).astype(int)
+    assert (np.abs(shot[y0 - 2 : y0 + 3, x0 + 20].astype(int) - colour).max(axis=1) < 40).any()
+    # the analysed field of a larger image: the snapshot is that field, not the whole image
+    content = build_report(analysis, image, threshold=0.7, analysed_field=region)
+    assert content.snapshot is not None and content.snapshot.shape[:2] == shot.shape[:2]
+    assert "x=0, y=0, 160 × 120 px" in content.field_text
+
+
+def test_snapshot_labels_name_the_cell_and_its_class_abbreviation():
+    _, analysis = field()
+    texts = [snapshot_label_text(c, analysis.models, 0.7) for c in analysis.cells[:3]]
+    assert texts == ["1 Neut", "? 2 Blast", "? 3 Neut"]
+
+
+def test_the_html_reports_the_differential_in_clinical_order_with_the_classes_counted_apart():
     image, analysis = field(Calibration.from_user(0.25))
     analysis.cells[0].review = ReviewState("lymphocyte", "jdoe", "t")
+    analysis.cells[3].review = ReviewState("erythroblast", "jdoe", "t")  # an NRBC the segmentation called red
     content = build_report(analysis, image, threshold=0.7, reviewer="jdoe", created="2024-05-02T10:00:00+02:00")
     html = report_html(content)
     cells = cell_text(html)
     diff = differential_count(analysis.cells, analysis.models, 0.7)
-    for name, count in diff.counts.items():
-        display = "IG" if name == "ig" else name
-        row = next(i for i, text in enumerate(cells) if text.endswith(display) and len(text) <= len(display) + 2)
-        assert cells[row + 1] == str(count)
-    assert diff.counts["lymphocyte"] == 1 and diff.counts["blast"] == 1 and diff.counts["neutrophil"] == 1
-    assert f"color:{class_colour('blast')}" in html  # the calls' palette
-    assert "33.3 %" in html and "of 3 white cells" in html  # one blast of three classified white cells
+    names = ["neutrophil", "band neutrophil", "lymphocyte", "monocyte"]
+    rows = [cells.index(f"■ {n}") for n in names]
+    assert rows == sorted(rows)  # clinical order
+    assert cells[cells.index("■ lymphocyte") + 2] == "1" and cells[cells.index("■ blast") + 2] == "1"
+    assert cells[cells.index("■ lymphocyte") + 3] == "33.3"  # of 3 white cells
+    nrbc = cells.index("■ erythroblast (NRBC)")
+    assert cells.index("Counted apart (not in the white-cell total)") < nrbc
+    assert cells[nrbc + 1 : nrbc + 4] == ["NRBC", "1", "33.3 / 100 WBC"]
+    assert cells[cells.index("White cells (total)") + 2] == "3" == str(diff.leukocytes)
+    assert f"color:{class_colour('blast')}" in html  # the calls' palette, beside the name and abbreviation
+    assert "33.3 %</b> of 3 white cells" in html
     assert "all-blast 1.0.0" in html and "wbc-type" in html and "1.0.0" in html
     assert provider_text("CPUExecutionProvider") in cells and provider_text("CUDAExecutionProvider") == "GPU (CUDA)"
     assert "0.25 µm/px (set by the user)" in html
     assert DISCLAIMER in html and "not a diagnosis" in html
-    assert "1 of 3 white cells reviewed" in html and "2 of them flagged for review" in html
+    assert "2 of 4 white cells reviewed" in html and "2 of them flagged for review" in html
     assert f"src='{SNAPSHOT_URL}'" in html
-    assert "field 7.jpg (320 × 240 px)" in html and "by jdoe" in html
+    assert "field 7.jpg (320 × 240 px)" in html and "by jdoe" in html and "2024-05-02 10:00 (UTC+02:00)" in html
     assert "unknown (sizes in pixels)" in report_html(build_report(field()[1], None, threshold=0.7))
     assert "<img" not in report_html(build_report(field()[1], None, threshold=0.7))
+
+
+def test_the_case_fields_are_printed_and_say_when_they_are_missing():
+    image, analysis = field()
+    content = build_report(analysis, None, threshold=0.7, fields=ReportFields("P-0012345", "", "Dr A. Example", ""))
+    cells = cell_text(report_html(content))
+    assert cells[cells.index("Patient ID") + 1] == "P-0012345"
+    assert cells[cells.index("Specimen ID") + 1] == "not given"
+    assert cells[cells.index("Ordering physician") + 1] == "Dr A. Example"
+    assert page_header(content) == "LeukView report · field 7.jpg · Patient P-0012345"
+    assert page_footer(content, 2, 3) == "DRAFT (not signed) · page 2 of 3"
 
 
 def test_corrections_come_from_the_audit_log():
@@ -124,6 +215,11 @@ def test_corrections_come_from_the_audit_log():
     html = report_html(build_report(analysis, None, audit=fake, threshold=0.7))
     assert "cell 2: blast -&gt; lymphocyte" in html and ">analyse<" not in html
     assert "No corrections." in report_html(build_report(analysis, None, threshold=0.7))
+    # many corrections: tables of at most 20 rows, each a block of its own
+    many = [Entry(f"t{i}", "ann", f"change {i}", i, "a", "b") for i in range(45)]
+    blocks = [b for b in report_blocks(build_report(analysis, None, audit=many, threshold=0.7)) if "change " in b.html]
+    assert [b.html.count("<tr>") - 1 for b in blocks] == [20, 20]  # the newest 40
+    assert "The newest 40 of 45 are listed." in blocks[-1].html
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.96])
@@ -133,3 +229,104 @@ def test_the_threshold_decides_what_is_flagged(threshold: float):
     flagged = differential_count(analysis.cells, analysis.models, threshold).flagged
     assert f"{flagged} of them flagged for review" in html
     assert f"confidence threshold {threshold:.0%}" in html
+
+
+def test_sign_off_needs_every_flagged_cell_reviewed_and_is_audited_and_printed():
+    _, analysis = field()
+    session = Session.new(analysis, who="jdoe")
+    with pytest.raises(SignOffRefused, match="cannot sign: 2 flagged cells are not reviewed yet") as refused:
+        sign_off(session, "Dr Who", 0.7)
+    assert refused.value.remaining == 2 and signature(session.audit) is None
+    session.set_review(2, "lymphocyte", who="jdoe")
+    with pytest.raises(SignOffRefused, match="1 flagged cell is not"):
+        sign_off(session, "Dr Who", 0.7)
+    session.set_review(3, "neutrophil", who="jdoe")
+    entry = sign_off(session, "Dr Who", 0.7)
+    assert entry.action is AuditAction.SIGN and entry.reviewer == "Dr Who" and "no flagged cell left" in entry.note
+    sign = signature(session.audit)
+    assert sign is not None and sign.valid and (sign.who, sign.when) == ("Dr Who", entry.time)
+    content = build_report(analysis, None, audit=session.audit, threshold=0.7)
+    html = report_html(content)
+    assert content.signed and "Reviewed and signed</b> by <b>Dr Who</b>" in html and "DRAFT" not in html
+    assert status_text(content) == f"SIGNED by Dr Who on {when_text(entry.time)}"
+    # an export changes nothing; a review after the signature makes the report a draft again
+    session.log(AuditAction.EXPORT_PDF, detail={"path": "/tmp/r.pdf"})
+    assert signature(session.audit).valid
+    session.set_review(1, "monocyte", who="jdoe")
+    content = build_report(analysis, None, audit=session.audit, threshold=0.7)
+    assert not content.signed and content.signature.changes_after == 1
+    assert "changed after it was signed" in report_html(content) and status_text(content).startswith("DRAFT (signed by")
+
+
+def test_the_document_signs_and_keeps_the_case_fields(tmp_path: Path):
+    image, analysis = field()
+    path = tmp_path / "field.png"
+    cv2.imwrite(str(path), image)
+    document = ReviewDocument(sessions_folder=tmp_path / "s", reviewer="jdoe", autosave=False)
+    document.open(path)
+    document.set_analysis(analysis)
+    assert document.set_report_fields(ReportFields("P-1", "S-1", "Dr X", "J. Doe"))
+    assert not document.set_report_fields(ReportFields("P-1", "S-1", "Dr X", "J. Doe"))  # unchanged
+    last = document.session.audit[-1]
+    assert last.action is AuditAction.SET_REPORT_DETAILS and "Patient ID: '' -> 'P-1'" in last.note
+    with pytest.raises(SignOffRefused):
+        document.sign()
+    for cell in document.review_order():
+        if document.call(cell).needs_review:
+            document.confirm(cell.id)
+    entry = document.sign("J. Doe")
+    assert document.signature().valid and document.dirty and entry.reviewer == "J. Doe"
+    content = document.report_content(image)
+    assert content.fields.patient_id == "P-1" and content.signed and not content.heatmap
+    saved = SessionSettings.from_dict(document.settings.to_dict())
+    assert saved.report == ReportFields("P-1", "S-1", "Dr X", "J. Doe")  # saved with the session
+
+
+def test_report_fields_are_validated():
+    with pytest.raises(Exception, match="longer than 200"):
+        ReportFields(patient_id="x" * 201)
+    with pytest.raises(Exception, match="control characters"):
+        ReportFields(specimen_id="a\nb")
+    assert ReportFields(" P-1 ").patient_id == "P-1"
+    assert SessionSettings.from_dict({"report": {"patient_id": "P-9"}}).report.patient_id == "P-9"
+    _, analysis = field()
+    session = Session.new(analysis, who="jdoe")
+    assert set_report_fields(session, ReportFields(physician="Dr Y"), "jdoe") is not None
+    assert set_report_fields(session, ReportFields(physician="Dr Y"), "jdoe") is None
+
+
+def test_the_gallery_groups_cell_images_by_class_in_clinical_order():
+    image, analysis = field()
+    analysis.cells[3].review = ReviewState("erythroblast", "jdoe", "t")
+    seen = []
+
+    def crop(cell):  # noqa: ANN001, ANN202
+        seen.append(cell.id)
+        return np.full((30, 30, 3), cell.id * 40, np.uint8)
+
+    groups = report_gallery(analysis.cells, analysis.models, 0.7, crop, side=16)
+    assert [(g.name, [c.id for c in g.cells]) for g in groups] == [
+        ("neutrophil", [3, 1]),  # review order: the flagged, unsure one first
+        ("blast", [2]),
+        ("erythroblast", [4]),  # after the white-cell classes, as in the list
+    ]
+    assert groups[0].cells[0].flagged and not groups[0].cells[1].flagged and groups[2].cells[0].reviewed
+    assert groups[0].cells[0].crop.shape == (16, 16, 3) and groups[0].title == "neutrophil (Neut)"
+    capped = report_gallery(analysis.cells, analysis.models, 0.7, crop, per_class=1)
+    assert capped[0].total == 2 and len(capped[0].cells) == 1
+    content = build_report(analysis, image, threshold=0.7)
+    assert [g.name for g in content.gallery] == ["neutrophil", "blast", "erythroblast"]
+    assert build_report(analysis, None, threshold=0.7).gallery_note.startswith("The image was not available")
+
+
+def test_the_blocks_keep_the_table_whole_and_the_signature_with_what_precedes_it():
+    image, analysis = field()
+    blocks = report_blocks(build_report(analysis, image, threshold=0.7))
+    kinds = [b.kind for b in blocks]
+    assert kinds[:3] == ["html", "html", "snapshot"] and kinds[-2:] == ["gallery", "gallery"]  # neutrophils, blast
+    table = [b for b in blocks if "Differential count" in b.html]
+    assert len(table) == 1 and "White cells (total)" in table[0].html and "Counted apart" in table[0].html
+    sign = next(b for b in blocks if "Disclaimer" in b.html)
+    assert sign.keep_with_previous and "Reviewed and signed" in sign.html
+    gallery = [i for i, b in enumerate(blocks) if b.kind == "gallery"]
+    assert blocks[gallery[0] - 1].new_page and "Cell images by class" in blocks[gallery[0] - 1].html

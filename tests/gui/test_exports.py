@@ -40,7 +40,8 @@ def test_exports_csv_png_pdf(make_window, analysed, models_dir: Path, field: Pat
     content = window.report_content()
     assert content.threshold == window.document.threshold
     assert content.calibration == window.document.calibration
-    assert content.snapshot is not None and content.snapshot.shape[:2] == (480, 1280)
+    assert content.snapshot is not None and content.snapshot.shape[:2] == (675, 1800)  # drawn for the page
+    assert not content.heatmap and window.report_content(heatmap=True).heatmap  # only when chosen
     pdf = window.export_pdf(tmp_path / "out" / "report.pdf")
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 20_000  # the snapshot is embedded

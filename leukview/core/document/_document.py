@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +26,7 @@ from ..session import (
     SESSION_SUFFIX,
     AuditAction,
     AuditEntry,
+    ReportFields,
     Session,
     SessionSettings,
 )
@@ -43,7 +44,7 @@ from ._undo import ReviewCommand, UndoStack
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..report import ReportContent
+    from ..report import ReportContent, Signature
 
 __all__ = ["DocumentEvents", "ImageHeader", "ReviewDocument", "image_for"]
 
@@ -459,18 +460,30 @@ class ReviewDocument(SegmentationEditing):
         return written
 
     def report_content(
-        self, image: np.ndarray | None, *, snapshot: np.ndarray | None = None, heatmap: bool | None = None
+        self,
+        image: np.ndarray | None,
+        *,
+        snapshot: np.ndarray | None = None,
+        heatmap: bool = False,
+        region: tuple[int, int, int, int] | None = None,
+        crop: Callable[[Cell], np.ndarray | None] | None = None,
     ) -> ReportContent:
         """What the PDF report of the review says (:func:`leukview.core.report.build_report`).
 
         Parameters
         ----------
         image : ndarray of uint8, shape (H, W, 3), optional
-            The whole image, for the snapshot the CLI's report also draws.
+            The whole image (or a reduced copy, or of ``region``), for the
+            snapshot and the cell images the CLI's report also draws.
         snapshot : ndarray of uint8, shape (h, w, 3), optional
-            A ready snapshot instead (a large image the caller rendered itself).
-        heatmap : bool, optional
-            Blend the class-activation maps in; by default when every cell's map is shown.
+            A ready snapshot instead.
+        heatmap : bool
+            Blend the class-activation maps in: chosen for this report only (never
+            carried over from the view).
+        region : (x, y, width, height), optional
+            The part of the image ``image`` shows.
+        crop : callable, optional
+            A cell's image (read from a large image).
         """
         from ..report import build_report
 
@@ -484,9 +497,43 @@ class ReviewDocument(SegmentationEditing):
             reviewer=self.reviewer,
             image_name=self.path.name,
             analysed=self.session.created,
-            heatmap=self.settings.heat_mode == "all" if heatmap is None else heatmap,
+            heatmap=heatmap,
+            fields=self.settings.report,
+            region=region,
+            analysed_field=self.settings.analysed_field,
+            crop=crop,
         )
         return content if snapshot is None else replace(content, snapshot=snapshot)
+
+    def set_report_fields(self, fields: ReportFields) -> bool:
+        """Patient, specimen, physician and reviewer for the report; audited; False when unchanged."""
+        from ..report import set_report_fields
+
+        if self.session is None:
+            self.settings.report = replace(fields)
+            return False
+        if set_report_fields(self.session, fields, self.reviewer) is None:
+            return False
+        self._flush_audit()
+        self._touch()
+        return True
+
+    def sign(self, who: str | None = None) -> AuditEntry:
+        """Sign the case (audited); :class:`~leukview.core.report.SignOffRefused` while flagged cells are left."""
+        from ..report import sign_off
+
+        if self.session is None:
+            raise SessionError("nothing to sign: the image is not analysed")
+        entry = sign_off(self.session, who or self.reviewer, self.threshold)
+        self._flush_audit()
+        self._touch()
+        return entry
+
+    def signature(self) -> Signature | None:
+        """The case's last sign-off and whether the review is still as signed (None: never signed)."""
+        from ..report import signature
+
+        return None if self.session is None else signature(self.session.audit)
 
     # ------------------------------------------------------------ session files
 

@@ -78,7 +78,15 @@ from ._session import (
     load_session,
     save_session,
 )
-from ._settings import HEAT_MODES, MAX_TARGET, MIN_TARGET, SessionSettings, legacy_calibration
+from ._settings import (
+    HEAT_MODES,
+    MAX_TARGET,
+    MIN_TARGET,
+    REPORT_FIELDS,
+    ReportFields,
+    SessionSettings,
+    legacy_calibration,
+)
 
 __all__ = [
     "EDIT_ACTIONS",
@@ -86,6 +94,7 @@ __all__ = [
     "HEAT_MODES",
     "MAX_TARGET",
     "MIN_TARGET",
+    "REPORT_FIELDS",
     "REVIEW_ACTIONS",
     "SESSION_FORMAT",
     "SESSION_SCHEMA_VERSION",
@@ -99,6 +108,7 @@ __all__ = [
     "ExportDetail",
     "ImageMatch",
     "ModelDetail",
+    "ReportFields",
     "Session",
     "SessionDamaged",
     "SessionNewerVersion",

@@ -11,7 +11,7 @@ from ..calibration import Calibration
 from ..calls import DEFAULT_CONFIDENCE_THRESHOLD
 from ..errors import LeukViewError, SessionError
 
-__all__ = ["HEAT_MODES", "MAX_TARGET", "MIN_TARGET", "SessionSettings", "legacy_calibration"]
+__all__ = ["HEAT_MODES", "MAX_TARGET", "MIN_TARGET", "REPORT_FIELDS", "ReportFields", "SessionSettings", "legacy_calibration"]
 
 
 HEAT_MODES = ("off", "selected", "all")
@@ -23,6 +23,70 @@ _LEGACY_SOURCES = {
     "set by the user": "user",
     "estimated from red cells": "rbc-estimate",
 }
+
+
+#: The report's case fields: (attribute, label on the report and in the dialog).
+REPORT_FIELDS = (
+    ("patient_id", "Patient ID"),
+    ("specimen_id", "Specimen ID"),
+    ("physician", "Ordering physician"),
+    ("reviewer", "Reviewer"),
+)
+_MAX_FIELD = 200
+
+
+@dataclass
+class ReportFields:
+    """What a report says about the case, besides the cells (saved with the session).
+
+    The sign-off is not a field: it is the audit log's ``sign off`` entry
+    (:func:`leukview.core.report.signature`), so that who signed and when is
+    audited and cannot be edited here.
+
+    Attributes
+    ----------
+    patient_id, specimen_id, physician, reviewer : str
+        Free text, at most 200 characters, no control characters; empty: not given.
+    """
+
+    patient_id: str = ""
+    specimen_id: str = ""
+    physician: str = ""
+    reviewer: str = ""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name, label in REPORT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise SessionError(f"settings: report {label} must be text, got {value!r}")
+            value = value.strip()
+            if len(value) > _MAX_FIELD:
+                raise SessionError(f"settings: report {label} is longer than {_MAX_FIELD} characters")
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                raise SessionError(f"settings: report {label} holds control characters")
+            setattr(self, name, value)
+
+    def to_dict(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name, _ in REPORT_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ReportFields:
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise SessionError(f"settings: report must be an object, got {data!r}")
+        return cls(**{name: data.get(name, "") for name, _ in REPORT_FIELDS})
+
+    def changes(self, other: ReportFields) -> list[str]:
+        """``Patient ID: 'A' -> 'B'`` for each field that differs (for the audit log)."""
+        return [
+            f"{label}: {getattr(self, name)!r} -> {getattr(other, name)!r}"
+            for name, label in REPORT_FIELDS
+            if getattr(self, name) != getattr(other, name)
+        ]
 
 
 @dataclass
@@ -50,6 +114,8 @@ class SessionSettings:
         Which class-activation heatmaps are shown.
     heat_opacity : float
         In [0, 1].
+    report : ReportFields
+        Patient, specimen, ordering physician and reviewer, for the report.
     extra : dict
         Keys this version does not know (written by a newer LeukView), kept
         and saved back unchanged.
@@ -62,6 +128,7 @@ class SessionSettings:
     target: int = 100
     heat_mode: str = "off"
     heat_opacity: float = 0.5
+    report: ReportFields = field(default_factory=ReportFields)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +149,9 @@ class SessionSettings:
         if self.heat_mode not in HEAT_MODES:
             raise SessionError(f"settings: heat_mode must be one of {', '.join(HEAT_MODES)}, got {self.heat_mode!r}")
         self.heat_opacity = _fraction(self.heat_opacity, "heat_opacity")
+        if not isinstance(self.report, ReportFields):
+            raise SessionError(f"settings: report must be report fields, got {self.report!r}")
+        self.report.validate()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +163,7 @@ class SessionSettings:
             "target": self.target,
             "heat_mode": self.heat_mode,
             "heat_opacity": self.heat_opacity,
+            "report": self.report.to_dict(),
         }
 
     @classmethod
@@ -108,7 +179,9 @@ class SessionSettings:
             return cls()
         if not isinstance(data, Mapping):
             raise SessionError(f"settings must be an object, got {type(data).__name__}")
-        known = {"models", "segmentation", "confidence_threshold", "field", "target", "heat_mode", "heat_opacity"}
+        known = {
+            "models", "segmentation", "confidence_threshold", "field", "target", "heat_mode", "heat_opacity", "report",
+        }  # fmt: skip
         legacy = {"pixel_size_um", "pixel_size_source"}
         defaults = cls()
         return cls(
@@ -119,6 +192,7 @@ class SessionSettings:
             target=data.get("target", defaults.target),
             heat_mode=data.get("heat_mode", defaults.heat_mode),
             heat_opacity=data.get("heat_opacity", defaults.heat_opacity),
+            report=ReportFields.from_dict(data.get("report")),
             extra={k: v for k, v in data.items() if k not in known | legacy},
         )
 
