@@ -238,6 +238,8 @@ class AnalysisUi:
         if changed.get("models"):
             self.model_cache.invalidate()
             self._update_models_label()
+        if changed.get("classes"):  # the lab's class list: keys, legend, differential, colours
+            self._show_analysis()  # type: ignore[attr-defined]
         if not (changed.get("models") or changed.get("segmentation")) or self.source is None:
             return
         if not self.interactive or (

@@ -1,4 +1,4 @@
-"""The differential count panel: counts and % per class, blast %, progress to the target."""
+"""The differential count panel: counts and % per class in clinical order, blast %, progress to the target."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
@@ -20,18 +21,14 @@ from PySide6.QtWidgets import (
 )
 
 from leukview.core.analysis import ModelRun
-from leukview.core.calls import (
-    NON_LEUKOCYTE,
-    Differential,
-    differential_count,
-    display_name,
-    flag_models,
-)
+from leukview.core.calls import Differential, differential_count, flag_models
+from leukview.core.classes import DifferentialRow, differential_rows
 from leukview.core.keymap import class_keys
 
 from .cellinfo import class_colour
 
 TARGETS = (100, 200)
+CLASS_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
 class DifferentialPanel(QWidget):
@@ -72,9 +69,13 @@ class DifferentialPanel(QWidget):
         for col in (1, 2, 3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setDefaultSectionSize(20)
+        self.show_all = QCheckBox("All classes")
+        self.show_all.setToolTip("List every class of the class list, also those without a cell")
+        self.show_all.toggled.connect(self._show_all_toggled)
+        self._last: tuple[Differential, list[ModelRun], list[str]] | None = None
         self.note = QLabel(
-            "Percentages are of classified white cells; erythroblasts, platelets and artefacts are counted "
-            "but not part of that total."
+            "Percentages are of classified white cells; the classes counted apart (NRBC, smudge cells, "
+            "platelets, artefacts: see the class list) are not part of that total."
         )
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: palette(mid); font-size: small;")
@@ -85,6 +86,7 @@ class DifferentialPanel(QWidget):
         layout.addWidget(self.blast_note)
         layout.addLayout(target_row)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.show_all)
         layout.addWidget(self.note)
         self.update_counts(differential_count([], []), [], [])
 
@@ -99,6 +101,11 @@ class DifferentialPanel(QWidget):
     def update_counts(self, diff: Differential, models: Sequence[ModelRun], classes: Sequence[str]) -> None:
         """Show a differential (:func:`leukview.core.calls.differential_count`).
 
+        Rows come in the class list's clinical order (:func:`leukview.core.classes.differential_rows`):
+        the classes in the white-cell total with count and percent, the total, then
+        the classes counted apart (NRBC also per 100 white cells), the unclassified.
+        Classes without a cell are listed only when :attr:`show_all` is ticked.
+
         Parameters
         ----------
         diff : Differential
@@ -107,6 +114,7 @@ class DifferentialPanel(QWidget):
         classes : sequence of str
             The review classes, in key order (for the Key column).
         """
+        self._last = (diff, list(models), list(classes))
         blast = diff.blast_percent
         flaggers = flag_models(models)
         if blast is None:
@@ -120,52 +128,73 @@ class DifferentialPanel(QWidget):
         else:
             self.blast.setText(f"Blasts: {blast:.1f} %")
             self.blast.setStyleSheet("color: #C62828;" if blast > 0 else "")
-            source = ", ".join(f"{m.name} {m.version}" for m in flaggers) or "reviewer labels only"
+            source = ", ".join(f"{m.name} {m.version}" for m in flaggers) or "the class calls"
             self.blast_note.setText(
                 f"{diff.blast_count} of {diff.leukocytes} white cells; calls by {source}, corrections included."
             )
         target = self.target_value()
         self.progress.setRange(0, target)
         self.progress.setValue(min(diff.leukocytes, target))
-        self.progress.setFormat(f"{diff.leukocytes} of {target} white cells counted · {diff.reviewed} reviewed")
+        self.progress.setFormat(f"{progress_text(diff.leukocytes, target)} · {diff.reviewed} reviewed")
 
-        rows = list(diff.classes)
+        counted, apart = differential_rows(diff)
+        everything = self.show_all.isChecked()
+        counted = [r for r in counted if everything or r.count]
+        apart = [r for r in apart if everything or r.count]
         keys = {name: key for key, name in class_keys(classes)}
-        self.table.setRowCount(len(rows) + 2)
-        for row, name in enumerate(rows):
-            count = diff.counts.get(name, 0)
-            percent = diff.percent(name)
-            swatch = QTableWidgetItem(display_name(name))
-            swatch.setData(Qt.ItemDataRole.DecorationRole, class_colour(name))
-            if name in NON_LEUKOCYTE:
-                swatch.setForeground(QColor("gray"))
-            key = keys.get(name)
-            cells_row = [
-                swatch,
-                QTableWidgetItem(key or ""),
-                QTableWidgetItem(str(count)),
-                QTableWidgetItem("" if percent is None else f"{percent:.1f}"),
-            ]
-            for col, item in enumerate(cells_row):
-                if col:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if count and col != 1:
-                    font = item.font()
-                    font.setBold(True)
-                    item.setFont(font)
-                self.table.setItem(row, col, item)
         bold = QFont()
         bold.setBold(True)
-        for offset, (title, value) in enumerate(
-            (("White cells (total)", diff.leukocytes), ("Unclassified", diff.unclassified))
-        ):
-            row = len(rows) + offset
-            items = [QTableWidgetItem(title), QTableWidgetItem(""), QTableWidgetItem(str(value)), QTableWidgetItem("")]
-            for col, item in enumerate(items):
-                if offset == 0:
-                    item.setFont(bold)
+        italic = QFont()
+        italic.setItalic(True)
+        rows: list[tuple[list[str], DifferentialRow | None, QFont | None]] = []
+        for row in counted:
+            percent = "" if row.percent is None else f"{row.percent:.1f}"
+            rows.append(([row.display, keys.get(row.name) or "", str(row.count), percent], row, None))
+        rows.append((["White cells (total)", "", str(diff.leukocytes), "100.0" if diff.leukocytes else ""], None, bold))
+        if apart:
+            rows.append((["Counted apart", "", "", ""], None, italic))
+        for row in apart:
+            extra = "" if row.per_100_wbc is None else f"{row.per_100_wbc:.1f}/100"
+            rows.append(([row.display, keys.get(row.name) or "", str(row.count), extra], row, None))
+        if diff.atypical:
+            rows.append((["Unclassified (review)", "", str(diff.atypical), ""], None, None))
+        rows.append((["Unclassified", "", str(diff.unclassified), ""], None, None))
+        self.table.setRowCount(len(rows))
+        for index, (texts, row, font) in enumerate(rows):
+            for col, text in enumerate(texts):
+                item = QTableWidgetItem(text)
                 if col:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(row, col, item)
-        if diff.leukocytes:
-            self.table.item(len(rows), 3).setText("100.0")
+                if font is not None:
+                    item.setFont(font)
+                if row is not None:
+                    if col == 0:
+                        item.setData(Qt.ItemDataRole.DecorationRole, class_colour(row.name))
+                        item.setToolTip(f"{row.display} ({row.abbreviation})")
+                        item.setData(CLASS_ROLE, row.name)
+                    if not row.counted:
+                        item.setForeground(QColor("gray"))
+                    if row.count and col != 1:
+                        strong = item.font()
+                        strong.setBold(True)
+                        item.setFont(strong)
+                self.table.setItem(index, col, item)
+
+    def row_of(self, name: str) -> int | None:
+        """The table row of a class (None when it is not listed)."""
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(CLASS_ROLE) == name:
+                return row
+        return None
+
+    def _show_all_toggled(self, _on: bool) -> None:
+        if self._last is not None:
+            self.update_counts(*self._last)
+
+
+def progress_text(counted: int, target: int) -> str:
+    """``42 of 100 white cells counted``, or ``106 white cells counted (target 100 reached)``."""
+    if counted >= target:
+        return f"{counted} white cells counted (target {target} reached)"
+    return f"{counted} of {target} white cells counted"

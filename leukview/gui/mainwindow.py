@@ -11,6 +11,7 @@ and small dialogs (``dialogs``).
 
 from __future__ import annotations
 
+import html
 import os
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 from leukview.core.analysis import Analysis, ModelRun
 from leukview.core.calibration import Calibration
 from leukview.core.cells import Cell
+from leukview.core.classes import class_list_problem
 from leukview.core.document import ReviewDocument, image_for
 from leukview.core.errors import LeukViewError
 from leukview.core.session import AuditEntry, Session, SessionSettings
@@ -286,6 +288,9 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
 
     def _update_banner(self) -> None:
         messages = list(self.notices)
+        problem = class_list_problem()  # a lab's class list that cannot be used is said, not silently replaced
+        if problem:
+            messages.append(f"<b>Class list</b>: {html.escape(problem)}")
         analysis = self.analysis
         if analysis is not None and not analysis.models:
             why = "Models are switched off in Settings" if not self.settings.use_models else "No classification model installed"

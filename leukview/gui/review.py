@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import operator
 import re
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from leukview.core.calls import display_name, review_cells, review_classes, review_order
 from leukview.core.cells import Cell
+from leukview.core.classes import abbreviation
 from leukview.core.keymap import class_keys, legend_actions
 
 from .cellinfo import (
@@ -365,6 +367,7 @@ class ReviewPanel(QWidget):
         self.class_filter.setCurrentIndex(max(0, index))
         self.class_filter.blockSignals(False)
         self.keys.setText(legend_html(self.classes))
+        self.keys.setToolTip(legend_tooltip(self.classes))
 
     def set_cells(self, cells: Sequence[Cell]) -> None:
         self._all_cells = list(cells)
@@ -491,7 +494,12 @@ class ReviewPanel(QWidget):
 
 
 def legend_html(classes: Sequence[str]) -> str:
-    """The on-screen list of review keys, from the keymap (:mod:`leukview.core.keymap`)."""
+    """The on-screen list of review keys, from the keymap (:mod:`leukview.core.keymap`).
+
+    Each class is its key, its colour and its abbreviation (the one on the
+    labels, markers and gallery headers: never colour alone); the full names
+    are in :func:`legend_tooltip` and the shortcuts help.
+    """
     cap = (
         "<span style='background:#e8e8e8;color:#111;border:1px solid #999;"
         "font-family:monospace;font-weight:bold'>&nbsp;{}&nbsp;</span>"
@@ -499,7 +507,7 @@ def legend_html(classes: Sequence[str]) -> str:
     parts = []
     for key, name in class_keys(classes):
         colour = class_colour(name).name()
-        label = f"<span style='color:{colour}'>■</span>&nbsp;{display_name(name)}"
+        label = f"<span style='color:{colour}'>■</span>&nbsp;{html.escape(abbreviation(name))}"
         parts.append((cap.format(key) + "&nbsp;" if key else "") + label)
     parts_actions = [cap.format(key) + "&nbsp;" + word for key, word in legend_actions()]
     return (
@@ -508,3 +516,13 @@ def legend_html(classes: Sequence[str]) -> str:
         + "<br>"
         + " &nbsp; ".join(parts_actions)
     )
+
+
+def legend_tooltip(classes: Sequence[str]) -> str:
+    """Key, abbreviation and full name of every class (the legend's tooltip)."""
+    rows = "".join(
+        f"<tr><td><b>{html.escape(key or '')}</b></td><td>{html.escape(abbreviation(name))}</td>"
+        f"<td>{html.escape(display_name(name))}</td></tr>"
+        for key, name in class_keys(classes)
+    )
+    return f"<table cellspacing='0' cellpadding='1'>{rows}</table>"

@@ -1,7 +1,8 @@
-"""Per-user settings (QSettings) and the settings dialog with a live segmentation preview."""
+"""Per-user settings (QSettings) and the settings dialog: models, review, the class list, segmentation (live preview)."""
 
 from __future__ import annotations
 
+import html
 import json
 import tempfile
 from collections.abc import Callable, Sequence
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QDialog,
     QDialogButtonBox,
@@ -18,12 +21,15 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QScrollArea,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -259,6 +265,139 @@ class SegmentationForm(QWidget):
                 editor.setValue(value or 0)
 
 
+class ClassListBox(QGroupBox):
+    """The class list in use (keys, codes, names, what counts), where it comes from, and a lab's file to use.
+
+    A file chosen here is validated and installed in the configuration folder
+    (:func:`leukview.core.classes.install_class_list`) when the dialog is
+    accepted, so that the viewer and ``leukview report`` use the same list;
+    ``$LEUKVIEW_CLASSES`` overrides it.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Class list (the laboratory's classes, keys and what counts)", parent)
+        self.pending: Path | None = None  # a lab file to install
+        self.reset = False  # go back to the built-in list
+        self.source = QLabel()
+        self.source.setWordWrap(True)
+        self.source.setObjectName("classListSource")
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Key", "Code", "Class", "In WBC total"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.verticalHeader().setDefaultSectionSize(18)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.setMinimumHeight(150)
+        self.choose = QPushButton("Use a lab's file…")
+        self.choose.setToolTip("A TOML or JSON class list (see leukview.core.classes for the format)")
+        self.choose.clicked.connect(self._choose)
+        self.builtin = QPushButton("Built-in list")
+        self.builtin.clicked.connect(self._use_builtin)
+        self.save_copy = QPushButton("Save a copy…")
+        self.save_copy.setToolTip("Write the list in use as JSON, to start a lab's own file from it")
+        self.save_copy.clicked.connect(self._save_copy)
+        buttons = QHBoxLayout()
+        for button in (self.choose, self.builtin, self.save_copy):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.source)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        self.show_list()
+
+    def shown_list(self) -> Any:
+        """The list the dialog shows: the one chosen (not installed yet), else the one in use."""
+        from leukview.core.classes import active_classes, default_class_list, load_class_list
+
+        if self.pending is not None:
+            return load_class_list(self.pending)
+        return default_class_list() if self.reset else active_classes()
+
+    def show_list(self, error: str = "") -> None:
+        from leukview.core.classes import CLASSES_ENV, class_list_problem, class_list_source
+
+        lab = self.shown_list()
+        path, why = class_list_source()
+        env = why == f"${CLASSES_ENV}"
+        if self.pending is not None:
+            where = f"{self.pending} (used once you press OK)"
+        elif self.reset:
+            where = "built in (once you press OK)"
+        else:
+            where = "built in" if path is None else f"{path} ({why})"
+        text = f"<b>{html.escape(lab.name)}</b>: {len(lab)} classes, {html.escape(where)}"
+        problem = error or ("" if self.pending or self.reset else class_list_problem() or "")
+        if problem:
+            text += f"<br><span style='color:#C62828'>{html.escape(problem, quote=False)}</span>"
+        if env:
+            text += f"<br><span style='color:gray'>${CLASSES_ENV} is set: it decides the list.</span>"
+        self.source.setText(text)
+        self.choose.setEnabled(not env)
+        self.builtin.setEnabled(not env)
+        keys = dict((name, key) for key, name in lab.assign_keys())
+        self.table.setRowCount(len(lab))
+        for row, cls in enumerate(lab):
+            code = QTableWidgetItem(cls.abbreviation)
+            code.setData(Qt.ItemDataRole.DecorationRole, QColor(cls.colour))
+            total = "yes" if cls.counts_in_total else ("apart, per 100 WBC" if cls.per_100_wbc else "apart")
+            items = [QTableWidgetItem(keys.get(cls.name) or ""), code, QTableWidgetItem(cls.display),
+                     QTableWidgetItem(total)]  # fmt: skip
+            items[2].setToolTip(f"{cls.name}: {cls.group}" + (f", {cls.lineage}" if cls.lineage else ""))
+            for col, item in enumerate(items):
+                self.table.setItem(row, col, item)
+
+    def choose_file(self, path: str | Path) -> bool:
+        """Take a lab's file (validated now, installed on OK); False with the reason shown when it is refused."""
+        from leukview.core.classes import ClassListError, load_class_list
+
+        try:
+            load_class_list(path)
+        except ClassListError as exc:
+            self.show_list(str(exc))
+            return False
+        self.pending, self.reset = Path(path), False
+        self.show_list()
+        return True
+
+    def _choose(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Class list", str(Path.home()), "Class lists (*.toml *.json)")
+        if path:
+            self.choose_file(path)
+
+    def _use_builtin(self) -> None:
+        self.pending, self.reset = None, True
+        self.show_list()
+
+    def _save_copy(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Save the class list", str(Path.home() / "classes.json"),
+                                              "JSON (*.json)")  # fmt: skip
+        if path:
+            from leukview.core.atomic import atomic_write_text
+
+            atomic_write_text(path, json.dumps(self.shown_list().to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    def apply(self) -> bool:
+        """Install what was chosen; True when the list in use changed (ClassListError when it cannot be)."""
+        from leukview.core.classes import install_class_list, remove_installed_class_list
+
+        if self.pending is not None:
+            install_class_list(self.pending)
+        elif self.reset:
+            remove_installed_class_list()
+        else:
+            return False
+        self.pending, self.reset = None, False
+        return True
+
+
 class SettingsDialog(QDialog):
     """Models, confidence threshold, segmentation parameters (live preview), session options."""
 
@@ -334,16 +473,26 @@ class SettingsDialog(QDialog):
         seg_layout.addLayout(row)
         seg_layout.addWidget(self.preview_status)
 
+        self.class_list = ClassListBox()
+
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
 
+        # two columns: what is analysed (models, segmentation), how it is reviewed (review, classes)
+        left = QVBoxLayout()
+        left.addWidget(model_box)
+        left.addWidget(seg_box, 1)
+        right = QVBoxLayout()
+        right.addWidget(review_box)
+        right.addWidget(self.class_list, 1)
+        columns = QHBoxLayout()
+        columns.addLayout(left, 1)
+        columns.addLayout(right, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(model_box)
-        layout.addWidget(review_box)
-        layout.addWidget(seg_box, 1)
+        layout.addLayout(columns, 1)
         layout.addWidget(buttons)
-        self.resize(560, 720)
+        self.resize(1040, 720)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -408,7 +557,12 @@ class SettingsDialog(QDialog):
             "models": (use, names) != (s.use_models, s.model_names),
             "threshold": abs(self.threshold.value() - s.confidence_threshold) > 1e-9,
             "segmentation": False,
+            "classes": False,
         }
+        try:
+            changed["classes"] = self.class_list.apply()
+        except LeukViewError as exc:  # e.g. the configuration folder is read-only: the list in use stays
+            self.class_list.show_list(str(exc))
         try:
             seg = self.form.params().to_dict()
         except (LeukViewError, ValueError):

@@ -35,3 +35,31 @@ def test_counts_percentages_and_blasts(qtbot):  # noqa: ANN001
     assert panel.table.item(rows["White cells (total)"], 2).text() == "3"
     panel.update_counts(differential_count([], []), [], [])
     assert panel.blast.text() == "Blasts: —"
+
+
+def test_rows_follow_the_class_list_with_the_classes_counted_apart_and_a_clear_progress(qtbot):  # noqa: ANN001
+    from leukview.core.cells import ReviewState
+    from leukview.gui.differential import progress_text
+
+    cells = [make_cell(i, wbc_type=("neutrophil", 0.95)) for i in range(1, 106)]
+    cells.append(make_cell(200, wbc_type=("lymphocyte", 0.95)))
+    cells[0].review = ReviewState("erythroblast", "jdoe", "t")
+    cells[1].review = ReviewState("smudge cell", "jdoe", "t")
+    cells[2].review = ReviewState("band", "jdoe", "t")
+    diff = differential_count(cells, [TYPE])
+    panel = DifferentialPanel()
+    qtbot.addWidget(panel)
+    panel.update_counts(diff, [TYPE], diff.classes)
+    names = [panel.table.item(r, 0).text() for r in range(panel.table.rowCount())]
+    assert names == [
+        "neutrophil", "band neutrophil", "lymphocyte", "White cells (total)", "Counted apart",
+        "erythroblast (NRBC)", "smudge cell", "Unclassified",
+    ]  # fmt: skip
+    nrbc = names.index("erythroblast (NRBC)")
+    assert panel.table.item(nrbc, 2).text() == "1" and panel.table.item(nrbc, 3).text() == "1.0/100"  # per 100 WBC
+    assert panel.table.item(names.index("White cells (total)"), 2).text() == "104"  # smudge and NRBC apart
+    assert panel.row_of("band") == 1 and panel.table.item(1, 1).text() == "2"  # its key
+    assert panel.progress.text() == "104 white cells counted (target 100 reached) · 3 reviewed"
+    assert progress_text(42, 100) == "42 of 100 white cells counted"
+    panel.show_all.setChecked(True)  # every class of the list, also those without a cell
+    assert panel.row_of("myelocyte") is not None and panel.table.rowCount() == 22 + 3

@@ -68,5 +68,7 @@ def test_the_legend_names_each_class_key(qtbot):  # noqa: ANN001
     panel, document = panel_with_cells(qtbot)
     legend = panel.keys.text()
     assert legend == legend_html(document.classes())
-    assert "&nbsp;0&nbsp;</span>&nbsp;<span style='color:#9e9e9e'>■</span>&nbsp;artefact" in legend
+    assert "&nbsp;0&nbsp;</span>&nbsp;<span style='color:#999999'>■</span>&nbsp;Art" in legend  # key, colour, code
+    assert "&nbsp;Shift+1&nbsp;</span>&nbsp;<span style='color:#77aadd'>■</span>&nbsp;Meta" in legend
+    assert "<td>Meta</td><td>metamyelocyte</td>" in panel.keys.toolTip()  # the full names
     assert panel.model.headerData(5, Qt.Orientation.Horizontal) == "Area (px²)"

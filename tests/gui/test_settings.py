@@ -26,7 +26,7 @@ def test_settings_persist_per_user(qtbot, tmp_path: Path, models_dir: Path):
     editor, _ = dialog.form.editors["nucleus_threshold_scale"]
     editor.setValue(1.2)
     changed = dialog.apply()
-    assert changed == {"models": True, "threshold": True, "segmentation": True}
+    assert changed == {"models": True, "threshold": True, "segmentation": True, "classes": False}
     again = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     assert again.confidence_threshold == pytest.approx(0.85)
     assert again.use_models and again.model_names == [items[1].data(Qt.ItemDataRole.UserRole)]
@@ -48,3 +48,41 @@ def test_bad_stored_values_fall_back_to_defaults(tmp_path: Path):
     assert settings.confidence_threshold == 0.7
     assert settings.heat_mode == "off" and settings.heat_opacity == 1.0
     assert settings.segmentation == {}
+
+
+def test_the_class_list_is_shown_and_a_labs_file_installed_on_ok(qtbot, tmp_path: Path, monkeypatch):  # noqa: ANN001
+    from leukview.core import classes
+
+    monkeypatch.setenv(classes.CONFIG_DIR_ENV, str(tmp_path / "config"))
+    monkeypatch.delenv(classes.CLASSES_ENV, raising=False)
+    classes.set_active_classes(None)
+    try:
+        dialog = SettingsDialog(AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)), [])
+        qtbot.addWidget(dialog)
+        box = dialog.class_list
+        assert box.table.rowCount() == 22 and "built in" in box.source.text()
+        codes = [box.table.item(r, 1).text() for r in range(box.table.rowCount())]
+        assert codes[:3] == ["Neut", "Band", "Lym"] and box.table.item(0, 0).text() == "1"
+        smudge = codes.index("Smdg")
+        assert box.table.item(smudge, 3).text() == "apart" and box.table.item(codes.index("NRBC"), 3).text() == (
+            "apart, per 100 WBC"
+        )
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[[classes]]\nname = 'x'\ncolour = 'blue'\n", encoding="utf-8")
+        assert not box.choose_file(bad) and "colour 'blue'" in box.source.text()
+        good = tmp_path / "lab.toml"
+        good.write_text(
+            "name = 'Lab'\n[[classes]]\nname = 'seg'\ncolour = '#56B4E9'\naliases = ['neutrophil']\n"
+            "[[classes]]\nname = 'artefact'\ncolour = '#999999'\ncounts_in_total = false\n",
+            encoding="utf-8",
+        )
+        assert box.choose_file(good) and box.table.rowCount() == 2 and "used once you press OK" in box.source.text()
+        assert classes.active_classes().source == "built in"  # nothing changes before OK
+        assert dialog.apply()["classes"]
+        assert (tmp_path / "config" / "classes.toml").is_file() and classes.active_classes().names == ["seg", "artefact"]
+        assert not dialog.apply()["classes"]
+        box._use_builtin()
+        assert dialog.apply()["classes"] and classes.active_classes().source == "built in"
+    finally:
+        monkeypatch.undo()
+        classes.set_active_classes(None)
