@@ -264,7 +264,7 @@ class Slide(ABC):
         level = self.best_level(max(want, 1.0))
         lw, lh = self.levels[level]
         scale = min(1.0, max_side / max(lw, lh))
-        if lw * lh <= 64_000_000:
+        if lw * lh <= 16_000_000:
             region = self.read_region(0, 0, lw, lh, level)
             if scale < 1.0:
                 size = (max(1, round(lw * scale)), max(1, round(lh * scale)))
