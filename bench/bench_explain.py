@@ -64,7 +64,8 @@ def bench_speed(models_dir: Path, repeats: int, max_cells: int) -> None:
         image = read_image(path)
         fields += [(image, c) for c in segment(image).cells if c.kind == "wbc"]
     fields = fields[:max_cells]
-    print(f"machine: {os.cpu_count()} logical cores ({physical_cores()} physical); "
+    print(f"machine: {os.cpu_count()} logical cores, onnxruntime threads {physical_cores()} "
+          f"(LEUKVIEW_THREADS={os.environ.get('LEUKVIEW_THREADS', 'unset')}); "
           f"float32 GEMM {gemm_gflops():.1f} GFLOP/s (numpy, 1024^3)")
     print(f"{len(fields)} white cells of the bundled sample fields ({SAMPLES.relative_to(ROOT)})")
     for folder in sorted(p.parent for p in models_dir.glob("*/model.json")):
@@ -80,7 +81,8 @@ def bench_speed(models_dir: Path, repeats: int, max_cells: int) -> None:
                 start = time.perf_counter()
                 explain.cam_map(classifier, image, cell)
                 cam.append(time.perf_counter() - start)
-        windows = len(explain._window_starts(size, size // 4, size // 8)) ** 2
+        patch, stride = explain.occlusion_window(size)
+        windows = len(explain._window_starts(size, patch, stride)) ** 2
         print(f"{classifier.spec.name} ({size} px, {windows} windows + 1): occlusion "
               f"{1000 * statistics.median(occlusion):.0f} ms per cell (max {1000 * max(occlusion):.0f}), "
               f"CAM {1000 * statistics.median(cam):.1f} ms per cell")
