@@ -18,15 +18,20 @@ from leukview.core.analysis import ModelRun
 from leukview.core.calibration import Calibration
 from leukview.core.calls import FLAG_COLOUR, CellCall, display_name
 from leukview.core.cells import Cell
+from leukview.core.classes import abbreviation
 from leukview.core.report import provider_text  # one name per provider, as the report writes it
 
 __all__ = [
     "FLAG_COLOUR",
     "KIND_COLOURS",
     "MEASURES",
+    "abbreviation",
     "call_text",
     "class_colour",
+    "detail_html",
     "display_name",
+    "doubting_models",
+    "marker_text",
     "measure_text",
     "measure_value",
     "provider_text",
@@ -91,8 +96,55 @@ def call_text(cell: Cell, call: CellCall) -> str:
     return text
 
 
-def tooltip_html(cell: Cell, call: CellCall, models: Sequence[ModelRun], calibration: Calibration) -> str:
-    """Rich-text tooltip: the call, why it is flagged, each model's top classes, the measurements."""
+def doubting_models(cell: Cell, call: CellCall, models: Sequence[ModelRun], threshold: float) -> list[tuple[str, float]]:
+    """(model, confidence) of the models other than the one behind the call that are unsure of the cell.
+
+    A cell called ``blast 99%`` by one model is flagged when another model is
+    under the threshold: the label's confidence is the call's own, and this is
+    why it is flagged anyway. Empty for a reviewed cell.
+    """
+    if call.reviewed:
+        return []
+    doubts = []
+    for run in models:
+        pred = cell.predictions.get(run.name)
+        if pred is not None and run.name != call.model and pred.confidence < threshold:
+            doubts.append((run.name, float(pred.confidence)))
+    return doubts
+
+
+def marker_text(cell: Cell, call: CellCall, models: Sequence[ModelRun], threshold: float) -> str:
+    """What the label adds when another model is unsure: ``⚑ all-blast 69%`` (empty otherwise)."""
+    doubts = doubting_models(cell, call, models, threshold)
+    return " ".join(f"⚑ {name} {value:.0%}" for name, value in doubts)
+
+
+def _flag_lines(cell: Cell, call: CellCall, models: Sequence[ModelRun], threshold: float | None) -> list[str]:
+    lines = []
+    if call.needs_review:
+        lines.append(f"<span style='color:{FLAG_COLOUR}'><b>please review</b></span>")
+    if threshold is not None:
+        doubts = doubting_models(cell, call, models, threshold)
+        if doubts and call.label:
+            own = f"{call.confidence:.0%} by {call.model}" if call.confidence is not None and call.model else ""
+            unsure = ", ".join(f"{html.escape(n)} {v:.0%}" for n, v in doubts)
+            lines.append(
+                f"<span style='color:{FLAG_COLOUR}'>⚑ flagged because another model is unsure: {unsure} "
+                f"&lt; {threshold:.0%}</span>" + (f" (the call, {html.escape(own)}, is sure)" if own else "")
+            )
+    for reason in call.reasons:
+        lines.append(f"<span style='color:{FLAG_COLOUR}'>{html.escape(reason)}</span>")
+    return lines
+
+
+def tooltip_html(
+    cell: Cell, call: CellCall, models: Sequence[ModelRun], calibration: Calibration, threshold: float | None = None
+) -> str:
+    """Rich-text tooltip: the call, why it is flagged, each model's top classes, the measurements.
+
+    With ``threshold`` (the document's), a cell flagged because another model
+    than the one behind its call is unsure says so (:func:`doubting_models`).
+    """
     kind = {"wbc": "white cell", "rbc": "red cell", "platelet": "platelet"}.get(cell.kind, cell.kind)
     lines = [f"<b>Cell {cell.id}</b> · {html.escape(kind)}"]
     if call.label:
@@ -102,10 +154,7 @@ def tooltip_html(cell: Cell, call: CellCall, models: Sequence[ModelRun], calibra
             else f"{call.confidence or 0.0:.0%} by {html.escape(call.model or '')}"
         )
         lines.append(f"<b>{html.escape(display_name(call.label))}</b> ({source})")
-    if call.needs_review:
-        lines.append(f"<span style='color:{FLAG_COLOUR}'><b>please review</b></span>")
-    for reason in call.reasons:
-        lines.append(f"<span style='color:{FLAG_COLOUR}'>{html.escape(reason)}</span>")
+    lines.extend(_flag_lines(cell, call, models, threshold))
     for run in models:
         pred = cell.predictions.get(run.name)
         if pred is None:
@@ -120,3 +169,66 @@ def tooltip_html(cell: Cell, call: CellCall, models: Sequence[ModelRun], calibra
             rows.append(f"<tr><td>{title}</td><td align='right'>{html.escape(text)}</td></tr>")
     table = "<table cellspacing='0' cellpadding='1'>" + "".join(rows) + "</table>" if rows else ""
     return "<br>".join(lines) + table
+
+
+def detail_html(
+    cell: Cell, call: CellCall, model_call: CellCall, models: Sequence[ModelRun], calibration: Calibration,
+    threshold: float,
+) -> str:  # fmt: skip
+    """The Review panel's detail of the selected cell: the call, why it is flagged, every model's output.
+
+    Parameters
+    ----------
+    cell : Cell
+    call : CellCall
+        The cell's call (the reviewer's when reviewed).
+    model_call : CellCall
+        What the models called, as if nobody had reviewed the cell.
+    models : sequence of ModelRun
+    calibration : Calibration
+    threshold : float
+        The document's confidence threshold.
+    """
+    esc = html.escape
+    kind = {"wbc": "white cell", "rbc": "red cell", "platelet": "platelet"}.get(cell.kind, cell.kind)
+    colour = calls.class_colour(call.label)
+    head = (
+        f"<b>Cell {cell.id}</b> · {esc(kind)} · <span style='color:{colour}'>■</span> "
+        f"<b>{esc(display_name(call.label))}</b> ({esc(abbreviation(call.label))})"
+    )
+    if call.reviewed:
+        head += f", reviewed by {esc(cell.review.reviewer or '?')}"
+        if model_call.label and model_call.label != call.label:
+            head += f" (the models said {esc(display_name(model_call.label))})"
+    elif call.confidence is not None:
+        head += f", {call.confidence:.0%} by {esc(call.model or '')}"
+    lines = [head, *_flag_lines(cell, call, models, threshold)]
+    rows = []
+    for run in models:
+        pred = cell.predictions.get(run.name)
+        if pred is None:
+            rows.append(f"<tr><td>{esc(run.name)}</td><td colspan='3'>did not classify this cell</td></tr>")
+            continue
+        top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        others = ", ".join(f"{esc(display_name(k))} {v:.0%}" for k, v in top[1:])
+        decides = "the call" if run.name == model_call.model else ""
+        sure = pred.confidence >= threshold
+        style = "" if sure else f" style='color:{FLAG_COLOUR}'"
+        atypical = "" if pred.atypicality is None else f"; {pred.atypicality:.1f}× open-set"
+        rows.append(
+            f"<tr><td>{esc(run.name)} {esc(run.version)}</td><td{style}><b>{esc(display_name(pred.label))} "
+            f"{pred.confidence:.0%}</b>{'' if sure else ' (unsure)'}</td><td>{others}{esc(atypical)}</td>"
+            f"<td>{decides}</td></tr>"
+        )
+    table = (
+        "<table cellspacing='0' cellpadding='2' width='100%'><tr><th align='left'>Model</th>"
+        "<th align='left'>Top class</th><th align='left'>Next</th><th></th></tr>" + "".join(rows) + "</table>"
+        if rows
+        else "<i>No model classified this cell.</i>"
+    )
+    measures = ", ".join(
+        f"{title} {esc(measure_text(cell, key, calibration))}"
+        for key, title in MEASURES
+        if measure_text(cell, key, calibration)
+    )
+    return "<br>".join(lines) + table + (f"<span style='color:gray'>{measures}</span>" if measures else "")

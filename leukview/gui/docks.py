@@ -82,6 +82,7 @@ class Docks:
         self.layer_boxes = self.layers.boxes
         self.layers_dock = self._dock("Layers", self.layers, left)
         self.review = ReviewPanel(self.document)
+        self.review.use_settings(self.settings)  # the thumbnail size the reviewer chose last
         self.review.crop = self.crop_for
         self.review.cell_selected.connect(self._review_selected)
         self.review.next_requested.connect(self.go_next)
@@ -99,7 +100,8 @@ class Docks:
         self.splitDockWidget(self.review_dock, self.differential_dock, Qt.Orientation.Vertical)
         self.resizeDocks([self.review_dock], [470], Qt.Orientation.Horizontal)
         self.resizeDocks([self.overview_dock], [250], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.review_dock, self.differential_dock], [430, 470], Qt.Orientation.Vertical)
+        # the review panel gets the height: its gallery shows more than one row of cells
+        self.resizeDocks([self.review_dock, self.differential_dock], [620, 280], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)

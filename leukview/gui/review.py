@@ -18,7 +18,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -29,8 +29,11 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSlider,
+    QSplitter,
     QTableView,
     QTabWidget,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -43,15 +46,18 @@ from leukview.core.keymap import class_keys, legend_actions
 from .cellinfo import (
     MEASURES,
     class_colour,
+    detail_html,
     measure_text,
     measure_unit,
     measure_value,
     tooltip_html,
 )
-from .gallery import CELL_ID_ROLE, Gallery
+from .gallery import CELL_ID_ROLE, MAX_THUMB, MIN_THUMB, Gallery
 
 if TYPE_CHECKING:
     from leukview.core.document import ReviewDocument
+
+    from .settings import AppSettings
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 
@@ -137,7 +143,7 @@ class CellTableModel(QAbstractTableModel):
             return cell.id
         call = self.document.call(cell)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return tooltip_html(cell, call, self.document.models, self.document.calibration)
+            return tooltip_html(cell, call, self.document.models, self.document.calibration, self.document.threshold)
         flagged = call.needs_review
         if role == Qt.ItemDataRole.BackgroundRole and flagged:
             return QBrush(QColor(255, 179, 0, 45))
@@ -300,8 +306,8 @@ class ReviewPanel(QWidget):
         self.class_filter.currentIndexChanged.connect(self._class_filter_changed)
         self.flagged_box = QCheckBox("Flagged")
         self.flagged_box.setToolTip(
-            "Only cells flagged for review and not yet reviewed: low confidence or a blast call "
-            "(the tooltip of a cell says why)"
+            "Only cells flagged for review and not yet reviewed: low confidence (of any model), a blast "
+            "call, or atypical (the cell's detail below says why)"
         )
         self.flagged_box.toggled.connect(self._flags_changed)
         self.unreviewed_box = QCheckBox("Unreviewed")
@@ -334,6 +340,20 @@ class ReviewPanel(QWidget):
         self.gallery = Gallery(document)
         self.gallery.cell_activated.connect(self._gallery_current)
         self.gallery.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.thumb_size = QSlider(Qt.Orientation.Horizontal)
+        self.thumb_size.setRange(MIN_THUMB, MAX_THUMB)
+        self.thumb_size.setSingleStep(8)
+        self.thumb_size.setPageStep(32)
+        self.thumb_size.setValue(self.gallery.thumb)
+        self.thumb_size.setToolTip("Thumbnail size (also Ctrl+wheel on the gallery)")
+        self.thumb_size.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the number keys classify, they do not slide
+        self.thumb_size.valueChanged.connect(self.gallery.set_thumb)
+        self.gallery.thumb_changed.connect(self._thumb_changed)
+        self.settings: AppSettings | None = None
+        filter_row.addStretch(1)
+        filter_row.addWidget(QLabel("Size"))
+        filter_row.addWidget(self.thumb_size)
+        self.thumb_size.setMaximumWidth(110)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(self.gallery, "Gallery")
@@ -341,15 +361,42 @@ class ReviewPanel(QWidget):
         self.tabs.currentChanged.connect(lambda _: self._rebuild_gallery_if_visible())
         self._gallery_stale = True
 
+        # the selected cell in words: its call, why it is flagged, what every model said
+        self.detail = QTextBrowser()
+        self.detail.setObjectName("cellDetail")
+        self.detail.setOpenLinks(False)
+        self.detail.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.detail.setMinimumHeight(70)
+        self.detail.setPlaceholderText("The selected cell: its call, why it is flagged, each model's output.")
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.tabs)
+        split.addWidget(self.detail)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
+        split.setSizes([400, 110])
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.keys)
         layout.addLayout(progress_row)
         layout.addLayout(filter_row)
         layout.addWidget(self.text_filter)
-        layout.addWidget(self.tabs, 1)
+        layout.addWidget(split, 1)
         self.set_classes(review_classes([]))
         self.update_progress()
+
+    def use_settings(self, settings: AppSettings) -> None:
+        """Remember the thumbnail size in the user's settings (and start from the one remembered)."""
+        self.settings = settings
+        self.thumb_size.setValue(settings.thumb_size)
+
+    def _thumb_changed(self, size: int) -> None:
+        self.thumb_size.blockSignals(True)
+        self.thumb_size.setValue(size)
+        self.thumb_size.blockSignals(False)
+        if self.settings is not None:
+            self.settings.thumb_size = size
 
     # -- content ------------------------------------------------------------
 
@@ -368,6 +415,7 @@ class ReviewPanel(QWidget):
         self.class_filter.blockSignals(False)
         self.keys.setText(legend_html(self.classes))
         self.keys.setToolTip(legend_tooltip(self.classes))
+        self._size_class_column()
 
     def set_cells(self, cells: Sequence[Cell]) -> None:
         self._all_cells = list(cells)
@@ -376,10 +424,39 @@ class ReviewPanel(QWidget):
         self.table.resizeColumnsToContents()
         wide = self.table.fontMetrics().horizontalAdvance("✓ reviewed") + 18  # before any review
         self.table.setColumnWidth(0, max(self.table.columnWidth(0), wide))
+        self._size_class_column()
         self.gallery.clear_cells()
         self._gallery_stale = True
         self._rebuild_gallery_if_visible()
         self.update_progress()
+
+    def _size_class_column(self) -> None:
+        """The Class column fits the longest class name (bold: a reviewed cell's), never cut to "bl..."."""
+        font = QFont(self.table.font())
+        font.setBold(True)
+        metrics = QFontMetrics(font)
+        names = [display_name(n) for n in self.classes] + ["unclassified"]
+        names += [display_name(self.document.call(c).label) for c in self.model.cells]
+        wide = max(metrics.horizontalAdvance(n) for n in names) + self.table.iconSize().width() + 28
+        self.table.setColumnWidth(2, max(wide, self.table.columnWidth(2) if self.model.cells else 0))
+
+    def show_detail(self, cell_id: int | None) -> None:
+        """The detail of a cell (or none) below the gallery and table."""
+        document = self.document
+        if cell_id is None:
+            self.detail.clear()
+            return
+        try:
+            cell = document.cell(cell_id)
+        except KeyError:
+            self.detail.clear()
+            return
+        self.detail.setHtml(
+            detail_html(
+                cell, document.call(cell), document.model_call(cell), document.models, document.calibration,
+                document.threshold,
+            )
+        )  # fmt: skip
 
     def calibration_changed(self) -> None:
         """Every µm figure and unit is shown again (they are derived when shown)."""
@@ -389,12 +466,15 @@ class ReviewPanel(QWidget):
 
     def refresh_cell(self, cell_id: int) -> None:
         self.model.refresh_cell(cell_id)
+        if cell_id == self._selected:
+            self.show_detail(cell_id)
         self._gallery_stale = True
         self._rebuild_gallery_if_visible()
         self.update_progress()
 
     def refresh_all(self) -> None:
         self.model.refresh_all()
+        self.show_detail(self._selected)
         self._gallery_stale = True
         self._rebuild_gallery_if_visible()
         self.update_progress()
@@ -457,12 +537,14 @@ class ReviewPanel(QWidget):
         self.table.selectionModel().blockSignals(False)
         self.table.viewport().update()
         self.gallery.select_cell(cell_id)
+        self.show_detail(cell_id)
 
     def _table_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
             cell_id = int(current.data(CELL_ID_ROLE))
             self._selected = cell_id
             self.gallery.select_cell(cell_id)
+            self.show_detail(cell_id)
             self.cell_selected.emit(cell_id)
 
     def _gallery_current(self, cell_id: int) -> None:

@@ -61,6 +61,7 @@ class AppSettings:
 
     def __init__(self, store: QSettings | None = None) -> None:
         self.store = store if store is not None else QSettings("LeukView", "LeukView")
+        self._heat_mode = "off"  # never read from the store: see heat_mode
 
     def _get(self, key: str, default: Any, kind: type) -> Any:
         value = self.store.value(key, default)
@@ -150,13 +151,17 @@ class AppSettings:
 
     @property
     def heat_mode(self) -> str:
-        """Class-activation heatmap: ``off`` (default, the cells stay clean), ``selected`` or ``all``."""
-        mode = str(self.store.value("view/heat_mode", "off"))
-        return mode if mode in ("off", "selected", "all") else "off"
+        """Class-activation heatmap: ``off``, ``selected`` or ``all``, for this run of the viewer only.
+
+        Every launch starts with the heatmap off: a heatmap left on is not carried
+        over unnoticed into the next session (nor into reports, which never take
+        the view's heatmap). Older settings files that stored it are ignored.
+        """
+        return self._heat_mode
 
     @heat_mode.setter
     def heat_mode(self, mode: str) -> None:
-        self.store.setValue("view/heat_mode", mode)
+        self._heat_mode = mode if mode in ("off", "selected", "all") else "off"
 
     @property
     def heat_opacity(self) -> float:
@@ -165,6 +170,15 @@ class AppSettings:
     @heat_opacity.setter
     def heat_opacity(self, value: float) -> None:
         self.store.setValue("view/heat_opacity", float(value))
+
+    @property
+    def thumb_size(self) -> int:
+        """Side of the gallery's thumbnails in pixels (64-192), as the reviewer last set it."""
+        return min(192, max(64, self._get("review/thumb_size", 96, int)))
+
+    @thumb_size.setter
+    def thumb_size(self, value: int) -> None:
+        self.store.setValue("review/thumb_size", int(value))
 
     @property
     def recent(self) -> list[str]:

@@ -72,3 +72,46 @@ def test_the_legend_names_each_class_key(qtbot):  # noqa: ANN001
     assert "&nbsp;Shift+1&nbsp;</span>&nbsp;<span style='color:#77aadd'>■</span>&nbsp;Meta" in legend
     assert "<td>Meta</td><td>metamyelocyte</td>" in panel.keys.toolTip()  # the full names
     assert panel.model.headerData(5, Qt.Orientation.Horizontal) == "Area (px²)"
+
+
+def test_the_detail_shows_both_models_and_why_a_cell_is_flagged(qtbot):  # noqa: ANN001
+    cells = [make_cell(1, x=50, y=50, wbc_type=("lymphocyte", 0.99), all_blast=("normal", 0.6))]
+    document = ReviewDocument(read_only=True)
+    document.set_analysis(Analysis(200, 200, cells, [TYPE, BLAST]))
+    panel = ReviewPanel(document)
+    qtbot.addWidget(panel)
+    panel.set_classes(document.classes())
+    panel.set_cells(document.cells)
+    panel.select_cell(1)
+    text = panel.detail.toPlainText()
+    assert "Cell 1" in text and "lymphocyte (Lym), 99% by wbc-type" in text  # the call's own confidence
+    assert "flagged because another model is unsure: all-blast 60% < 70%" in text
+    assert "wbc-type 1.0.0" in text and "all-blast 1.0.0" in text and "normal 60% (unsure)" in text  # both models
+    document.review(1, "monocyte")
+    panel.refresh_cell(1)
+    text = panel.detail.toPlainText()
+    assert "reviewed by" in text and "the models said lymphocyte" in text and "flagged because" not in text
+    panel.select_cell(None)
+    assert panel.detail.toPlainText() == ""
+
+
+def test_the_class_column_fits_the_longest_class_name(qtbot):  # noqa: ANN001
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    panel, document = panel_with_cells(qtbot)
+    font = QFont(panel.table.font())
+    font.setBold(True)
+    assert panel.table.columnWidth(2) > QFontMetrics(font).horizontalAdvance("large granular lymphocyte")
+
+
+def test_the_heatmap_starts_off_at_every_launch(tmp_path):  # noqa: ANN001
+    from PySide6.QtCore import QSettings
+
+    from leukview.gui.settings import AppSettings
+
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    settings = AppSettings(store)
+    settings.heat_mode = "all"
+    assert settings.heat_mode == "all"  # for this run
+    store.sync()
+    assert AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)).heat_mode == "off"
