@@ -180,7 +180,7 @@ def cam_to_image(
 
 #: A cell's map is kept at full strength inside its outline grown by this share of its diameter.
 CAM_MARGIN = 0.15
-#: Beyond that it fades (over as much again) to this share of its value: a model that looked
+#: Beyond that it fades (over twice as much again) to this share of its value: a model that looked
 #: outside the cell still shows faintly there, but the cell's neighbours are not painted hot.
 CAM_OUTSIDE = 0.25
 
@@ -201,7 +201,7 @@ def cell_heat_mask(
         Pixels of the returned mask over the box.
     margin : float
         Full strength up to ``margin x diameter`` outside the contour, then a
-        smooth fall over as much again.
+        smooth (raised-cosine) fall over twice as much.
     outside : float
         The weight far from the cell.
 
@@ -222,8 +222,8 @@ def cell_heat_mask(
         return np.full((height, width), outside, np.float32)
     distance = cv2.distanceTransform(255 - inside, cv2.DIST_L2, 5)  # 0 inside, pixels outside
     grow = max(margin * cell.diameter * (sx + sy) / 2.0, 1.0)
-    t = np.clip((distance - grow) / grow, 0.0, 1.0)
-    fall = 0.5 * (1.0 + np.cos(np.pi * t))  # 1 at the grown outline, 0 one margin further: no edge
+    t = np.clip((distance - grow) / (2.0 * grow), 0.0, 1.0)
+    fall = 0.5 * (1.0 + np.cos(np.pi * t))  # 1 at the grown outline, 0 two margins further: no edge
     return (outside + (1.0 - outside) * fall).astype(np.float32)
 
 

@@ -146,5 +146,8 @@ def _scaled_cams(cells: Sequence[Cell], model: str, sx: float, sy: float) -> lis
             continue
         x0, y0, x1, y1 = pred.cam_box
         box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-        scaled.append(dataclasses.replace(cell, predictions={model: dataclasses.replace(pred, cam_box=box)}))
+        contour = np.asarray(cell.contour, np.float64).reshape(-1, 2) * (sx, sy)  # the map is masked to the cell
+        scaled.append(
+            dataclasses.replace(cell, contour=contour, predictions={model: dataclasses.replace(pred, cam_box=box)})
+        )
     return scaled

@@ -1,4 +1,13 @@
-"""Cell overlays on the slide: contours by class, labels, class-activation heatmaps."""
+"""Cell overlays on the slide: contours by class, labels, class-activation heatmaps.
+
+Labels keep their screen size and are laid out again whenever the view moves
+or zooms (:meth:`CellOverlay.layout_labels`, with
+:func:`leukview.core.labels.place_labels`): no two overlap, none is cut at the
+view's edge, and when cells are small on screen the text gives way to a marker
+(the class's abbreviation), which gives way in turn where even markers would
+crowd. Heatmaps are each cell's map upsampled smoothly and attenuated away from
+the cell (:func:`leukview.core.explain.cell_heat`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -25,13 +34,17 @@ from PySide6.QtWidgets import (
     QGraphicsPathItem,
     QGraphicsPixmapItem,
     QGraphicsScene,
+    QGraphicsView,
     QStyleOptionGraphicsItem,
     QWidget,
 )
 
 from leukview.core.cells import Cell
+from leukview.core.classes import abbreviation
+from leukview.core.explain import cell_heat, smooth_cam
+from leukview.core.labels import LabelRequest, place_labels
 
-from .cellinfo import FLAG_COLOUR, KIND_COLOURS, call_text, class_colour, tooltip_html
+from .cellinfo import FLAG_COLOUR, KIND_COLOURS, call_text, class_colour, marker_text, tooltip_html
 from .tiles import to_qimage_rgba
 
 if TYPE_CHECKING:
@@ -39,6 +52,9 @@ if TYPE_CHECKING:
 
 Z_CELL, Z_WBC, Z_HEAT, Z_SELECTION, Z_LABEL, Z_PREVIEW = 1, 2, 3, 4, 5, 7
 HEAT_SIZE = 96
+#: A cell this many screen pixels across or more gets its full label; smaller ones a marker.
+TEXT_MIN_PX = 36.0
+LABEL_GAP = 3.0
 HEAT_MODES = ("off", "selected", "all")
 
 
@@ -58,7 +74,8 @@ def heat_rgba(cam: np.ndarray, size: int = HEAT_SIZE) -> np.ndarray:
     Parameters
     ----------
     cam : ndarray of float, shape (h, w)
-        Values in [0, 1].
+        Values in [0, 1]: a coarse map (upsampled smoothly here, bicubic and a
+        Gaussian: no hard squares) or one already ``size`` a side (used as is).
     size : int
         Side of the returned image.
 
@@ -66,7 +83,8 @@ def heat_rgba(cam: np.ndarray, size: int = HEAT_SIZE) -> np.ndarray:
     -------
     rgba : ndarray of uint8, shape (size, size, 4)
     """
-    heat = cv2.resize(np.asarray(cam, np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    cam = np.asarray(cam, np.float32)
+    heat = cam if cam.shape == (size, size) else smooth_cam(cam, (size, size))
     heat = np.clip(np.nan_to_num(heat), 0.0, 1.0)
     colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
     rgba = np.empty((size, size, 4), np.uint8)
@@ -77,7 +95,15 @@ def heat_rgba(cam: np.ndarray, size: int = HEAT_SIZE) -> np.ndarray:
 
 
 class LabelItem(QGraphicsItem):
-    """A readable tag (white on dark, class-coloured stripe) that keeps its screen size."""
+    """A readable tag (white on dark, class-coloured stripe) that keeps its screen size.
+
+    Two forms: the full text (``12 neutrophil 87%``, ``⚑ all-blast 69%`` after it
+    when another model is unsure) and a marker (the class's abbreviation, ``?``
+    when flagged, ``✓`` when reviewed) for cells small on screen. Until the
+    overlay lays labels out for a view, a label sits above its cell's box.
+    """
+
+    FULL, MARKER = 0, 1
 
     def __init__(self, parent: QGraphicsItem | None = None) -> None:
         super().__init__(parent)
@@ -85,19 +111,63 @@ class LabelItem(QGraphicsItem):
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.setZValue(Z_LABEL)
         self._text = ""
+        self._marker = ""
+        self._code = ""
         self._colour = QColor("white")
         self._flagged = False
+        self._reviewed = False
         self._font = QFont()
         self._font.setPointSizeF(9.0)
         self._font.setBold(True)
+        self._small = QFont(self._font)
+        self._small.setPointSizeF(8.0)
+        self.form = self.FULL
+        self.wanted = True  # its layer and class are shown; the layout decides where, and whether it fits
+        self.placed = False
+        self._sizes: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 0.0)]
         self._rect = QRectF()
 
-    def set_content(self, text: str, colour: QColor, flagged: bool) -> None:
+    def set_content(
+        self, text: str, colour: QColor, flagged: bool, marker: str = "", code: str = "", reviewed: bool = False
+    ) -> None:
         self.prepareGeometryChange()
         self._text, self._colour, self._flagged = text, colour, flagged
+        self._marker, self._code, self._reviewed = marker, code or text.split(" ")[0], reviewed
         metrics = QFontMetricsF(self._font)
-        self._rect = QRectF(0, -metrics.height() - 4, metrics.horizontalAdvance(text) + 14, metrics.height() + 4)
+        small = QFontMetricsF(self._small)
+        full = metrics.horizontalAdvance(text) + 14
+        if marker:
+            full += small.horizontalAdvance(marker) + 8
+        self._sizes = [
+            (full, metrics.height() + 4),
+            (small.horizontalAdvance(self.marker_text()) + 12, small.height() + 3),
+        ]
+        self._update_rect()
         self.update()
+
+    def marker_text(self) -> str:
+        """The marker's text: the abbreviation, ``?`` before it when flagged, ``✓`` after it when reviewed."""
+        return ("? " if self._flagged else "") + self._code + (" ✓" if self._reviewed else "")
+
+    def sizes(self) -> list[tuple[float, float]]:
+        """(width, height) in screen pixels of the full label, then of the marker."""
+        return list(self._sizes)
+
+    def set_form(self, form: int, placed: bool = True) -> None:
+        """Show the full text or the marker; ``placed``: its position is its top-left corner."""
+        if (form, placed) != (self.form, self.placed):
+            self.prepareGeometryChange()
+            self.form, self.placed = form, placed
+            self._update_rect()
+            self.update()
+
+    def _update_rect(self) -> None:
+        width, height = self._sizes[self.form]
+        self._rect = QRectF(0, 0 if self.placed else -height, width, height)
+
+    def screen_rect(self) -> QRectF:
+        """The tag in its own (screen-pixel) coordinates."""
+        return QRectF(self._rect)
 
     def boundingRect(self) -> QRectF:
         return self._rect.adjusted(-1, -1, 1, 1)
@@ -105,14 +175,27 @@ class LabelItem(QGraphicsItem):
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setPen(QPen(QColor(FLAG_COLOUR), 1.5) if self._flagged else Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(15, 15, 20, 200))
+        painter.setBrush(QColor(15, 15, 20, 210))
         painter.drawRoundedRect(self._rect, 3, 3)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(self._colour)
-        painter.drawRect(QRectF(self._rect.left() + 2, self._rect.top() + 3, 4, self._rect.height() - 6))
+        stripe = 4.0 if self.form == self.FULL else 3.0
+        painter.drawRect(QRectF(self._rect.left() + 2, self._rect.top() + 3, stripe, self._rect.height() - 6))
+        text_colour = QColor(FLAG_COLOUR) if self._flagged else QColor("white")
+        if self.form == self.MARKER:
+            painter.setFont(self._small)
+            painter.setPen(text_colour)
+            painter.drawText(self._rect.adjusted(8, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, self.marker_text())
+            return
         painter.setFont(self._font)
-        painter.setPen(QColor(FLAG_COLOUR) if self._flagged else QColor("white"))
-        painter.drawText(self._rect.adjusted(10, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, self._text)
+        painter.setPen(text_colour)
+        text_rect = self._rect.adjusted(10, 0, -2, 0)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter, self._text)
+        if self._marker:  # another model is unsure: why the cell is flagged, on screen
+            advance = QFontMetricsF(self._font).horizontalAdvance(self._text) + 6
+            painter.setFont(self._small)
+            painter.setPen(QColor(FLAG_COLOUR))
+            painter.drawText(text_rect.adjusted(advance, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, self._marker)
 
 
 class SelectionItem(QGraphicsPathItem):
@@ -209,6 +292,14 @@ class CellOverlay:
         self._selection.setVisible(False)
         scene.addItem(self._selection)
         self._preview: list[QGraphicsPathItem] = []
+        self._layout_timer = QTimer()
+        self._layout_timer.setSingleShot(True)
+        self._layout_timer.setInterval(0)
+        self._layout_timer.timeout.connect(self.layout_labels)
+        for view in scene.views():  # labels are laid out again whenever the view moves or zooms
+            changed = getattr(view, "view_changed", None)
+            if changed is not None:
+                changed.connect(lambda _rect: self.layout_labels())
 
     # -- building -----------------------------------------------------------
 
@@ -278,14 +369,20 @@ class CellOverlay:
             pen = QPen(KIND_COLOURS.get(cell.kind, QColor("white")), 1.0)
         pen.setCosmetic(True)
         item.setPen(pen)
-        item.setToolTip(tooltip_html(cell, call, self.document.models, self.document.calibration))
+        document = self.document
+        item.setToolTip(tooltip_html(cell, call, document.models, document.calibration, document.threshold))
         if item.label_item is None and call.reviewed:
             item.label_item = LabelItem()
             item.label_item.setPos(QPointF(cell.bbox[0], cell.bbox[1]))
             self.scene.addItem(item.label_item)
         if item.label_item is not None:
-            item.label_item.set_content(call_text(cell, call), class_colour(call.label), flagged)
+            item.label_item.set_content(
+                call_text(cell, call), class_colour(call.label), flagged,
+                marker=marker_text(cell, call, document.models, document.threshold),
+                code=abbreviation(call.label) if call.label else str(cell.id), reviewed=call.reviewed,
+            )  # fmt: skip
             item.label_item.setToolTip(item.toolTip())
+        self.schedule_layout()
         self._apply_item(item)
         if self.selected == cell_id:
             self._update_heat()
@@ -313,12 +410,81 @@ class CellOverlay:
         if item.nucleus_item is not None:
             item.nucleus_item.setVisible(opts.nuclei)
         if item.label_item is not None:
-            item.label_item.setVisible(visible and opts.labels)
+            item.label_item.wanted = visible and opts.labels
+            item.label_item.setVisible(item.label_item.wanted and (self._view() is None or item.label_item.placed))
+        self.schedule_layout()
 
     def apply_options(self) -> None:
         for item in self._items.values():
             self._apply_item(item)
         self._update_heat()
+
+    # -- label layout -------------------------------------------------------
+
+    def _view(self) -> QGraphicsView | None:
+        views = self.scene.views()
+        return views[0] if views else None
+
+    def schedule_layout(self) -> None:
+        """Lay the labels out once the current batch of changes is done."""
+        if self._view() is not None:
+            self._layout_timer.start()
+
+    def layout_labels(self) -> None:
+        """Place every label in view: none overlaps another, none leaves the view, markers when cells are small.
+
+        The selected cell's label goes first, then the flagged cells', then the
+        rest; a label that fits nowhere is hidden until the view changes.
+        """
+        self._layout_timer.stop()
+        view = self._view()
+        if view is None:
+            return
+        viewport = view.viewport().rect()
+        to_view = view.viewportTransform()
+        from_view, _ok = to_view.inverted()
+        scale = max(abs(to_view.m11()), 1e-9)
+        shown = from_view.mapRect(QRectF(viewport))
+        requests: list[LabelRequest] = []
+        labels: dict[int, tuple[LabelItem, list[int]]] = {}  # the label, and which form each size is
+        for cell_id, item in self._items.items():
+            label = item.label_item
+            if label is None:
+                continue
+            label.setVisible(False)
+            cell = self.cells.get(cell_id)
+            if cell is None or not label.wanted:
+                continue
+            x0, y0, x1, y1 = cell.bbox
+            if x1 < shown.left() or x0 > shown.right() or y1 < shown.top() or y0 > shown.bottom():
+                continue
+            top_left = to_view.map(QPointF(x0, y0))
+            bottom_right = to_view.map(QPointF(x1, y1))
+            anchor = (top_left.x(), top_left.y(), bottom_right.x(), bottom_right.y())
+            sizes = label.sizes()
+            forms = [LabelItem.FULL, LabelItem.MARKER] if cell.diameter * scale >= TEXT_MIN_PX else [LabelItem.MARKER]
+            rank = 0.0 if cell_id == self.selected else (1.0 if label._flagged else 2.0)
+            requests.append(LabelRequest(cell_id, anchor, [sizes[f] for f in forms], rank + cell_id * 1e-7))
+            labels[cell_id] = (label, forms)
+        bounds = (0.0, 0.0, float(viewport.width()), float(viewport.height()))
+        for placed in place_labels(requests, bounds, gap=LABEL_GAP):
+            label, forms = labels[placed.key]
+            label.set_form(forms[placed.form])
+            label.setPos(from_view.map(QPointF(placed.rect[0], placed.rect[1])))
+            label.setVisible(True)
+
+    def label_rects(self) -> dict[int, QRectF]:
+        """The visible labels' rectangles in the view's pixels, by cell id (what the reviewer sees)."""
+        view = self._view()
+        if view is None:
+            return {}
+        to_view = view.viewportTransform()
+        rects = {}
+        for cell_id, item in self._items.items():
+            label = item.label_item
+            if label is not None and label.isVisible():
+                rects[cell_id] = label.screen_rect().translated(to_view.map(label.pos()))
+        return rects
 
     # -- selection and heatmaps ---------------------------------------------
 
@@ -349,7 +515,9 @@ class CellOverlay:
         if pred is None or pred.cam is None or pred.cam_box is None:
             return None
         x0, y0, x1, y1 = pred.cam_box
-        item = QGraphicsPixmapItem(QPixmap.fromImage(to_qimage_rgba(heat_rgba(pred.cam))))
+        heat = cell_heat(cell, model, (HEAT_SIZE, HEAT_SIZE))  # smooth, attenuated away from the cell
+        assert heat is not None
+        item = QGraphicsPixmapItem(QPixmap.fromImage(to_qimage_rgba(heat_rgba(heat))))
         item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         item.setPos(QPointF(x0, y0))
         item.setScale((x1 - x0) / HEAT_SIZE)
