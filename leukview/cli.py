@@ -85,7 +85,78 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model's probability under T flags the cell low-confidence (default: %(default)s)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    case = parser.add_argument_group("cases: many fields (or a slide) of one specimen as one")
+    case.add_argument(
+        "--case",
+        metavar="NAME",
+        help="also write NAME.case.json (pooled differential) and NAME.case.leukview.json (the case "
+        "session), and a case:NAME row in summary.csv",
+    )
+    case.add_argument(
+        "--count-all",
+        action="store_true",
+        help="a case counts every white cell of a slide, not only those in its automatic counting area",
+    )
+    slides = parser.add_argument_group("whole slides (.svs, .ndpi, .mrxs, .scn, .bif, .dcm, large TIFFs)")
+    slides.add_argument("--slide", action="store_true", help="analyse every TIFF tile by tile, whatever its size")
+    slides.add_argument("--tile-size", type=_positive(256, 16384), default=2048, metavar="PX",
+                        help="side of a tile in level-0 pixels (default: %(default)s)")
+    slides.add_argument("--locate", choices=("lowres", "full"), default="lowres",
+                        help="lowres: white cells located at low resolution, analysed in full-resolution "
+                        "windows; full: every tile segmented at full resolution (default: %(default)s)")
+    slides.add_argument("--rbc-every", type=_positive(1, 1000), default=4, metavar="K",
+                        help="count red cells and platelets on one tile in K, extrapolated (default: %(default)s)")
+    slides.add_argument("--side-table-after", type=_positive(0, 10**9), default=20_000, metavar="N",
+                        help="red cells and platelets go to <stem>.cells.parquet past N (default: %(default)s)")
+    slides.add_argument("--no-resume", action="store_true",
+                        help="analyse every tile again instead of resuming an interrupted run")
+    cluster = parser.add_argument_group("Dask (pip install leukview[cluster])")
+    where = cluster.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="send the tiles and images to this Dask scheduler (workers read the files "
+                       "from the same paths)")
+    where.add_argument("--workers", type=_positive(1, 1024), metavar="N",
+                       help="start a local Dask cluster of N worker processes")
     return parser
+
+
+def _positive(low: int, high: int):
+    """argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+#: A TIFF with more pixels than this is analysed tile by tile (the viewer's large-image size).
+SLIDE_MIN_PIXELS = 36_000_000
+
+
+def is_slide_input(path: Path, force: bool = False) -> bool:
+    """Whether an input is analysed as a whole slide (tile by tile) rather than read whole.
+
+    Vendor slide formats always are; a TIFF when ``force`` or when it has more
+    than :data:`SLIDE_MIN_PIXELS` pixels; JPEG, PNG and BMP never (they cannot
+    be read by region).
+    """
+    from .core.io import image_info, is_slide_file
+
+    if is_slide_file(path):
+        return True
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    try:
+        info = image_info(path)
+    except LeukViewError:
+        return False  # read_image names the problem
+    return force or info.width * info.height > SLIDE_MIN_PIXELS
 
 
 def collect_images(
@@ -97,9 +168,10 @@ def collect_images(
     kept, for read_image to name; links to folders inside a folder are not
     followed (said in ``notes``).
     """
+    from .core.io import is_slide_file, is_supported
     from .core.summary import find_images
 
-    scan = find_images(paths)
+    scan = find_images(paths, lambda name: is_supported(name) or is_slide_file(name))
     errors.extend(scan.failures)
     if notes is not None:
         notes.extend(scan.notes)
@@ -116,8 +188,8 @@ def output_stems(images: Iterable[Path]) -> dict[Path, str]:
 class ProgressBar:
     """A one-line progress bar on a terminal; silent when stderr is not one."""
 
-    def __init__(self, total: int, stream: TextIO, enabled: bool) -> None:
-        self.total, self.stream = total, stream
+    def __init__(self, total: int, stream: TextIO, enabled: bool, unit: str = "img") -> None:
+        self.total, self.stream, self.unit = total, stream, unit
         self.enabled = enabled and stream.isatty()
         self.start = time.monotonic()
 
@@ -127,7 +199,10 @@ class ProgressBar:
         width = 30
         filled = int(width * done / max(self.total, 1))
         rate = done / max(time.monotonic() - self.start, 1e-6)
-        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {rate:4.1f} img/s {name[:30]:<30}"
+        line = (
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {rate:4.1f} {self.unit}/s "
+            f"{name[:30]:<30}"
+        )
         self.stream.write(line)
         self.stream.flush()
 
@@ -240,9 +315,6 @@ def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         except LeukViewError as exc:
             return _usage_error(parser, stderr, f"--pixel-size: {exc.reason}")
 
-    from .core.analysis import analyze_image
-    from .core.atomic import atomic_write_bytes, atomic_write_text, json_text
-    from .core.io import read_image
     from .core.models import ModelRegistry
     from .core.summary import SummaryWriter, printable
 
@@ -260,6 +332,16 @@ def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
     else:
         problems = []
 
+    if args.case is not None:
+        from .core.case import Case
+
+        try:
+            Case.new(args.case)
+        except LeukViewError as exc:
+            return _usage_error(parser, stderr, f"--case: {exc.reason}")
+    if (args.scheduler or args.workers) and not _dask_ready(stderr):
+        return EXIT_USAGE
+
     failures: list[tuple[str, str]] = []
     notes: list[str] = []
     images = collect_images(args.paths, failures, notes)
@@ -275,45 +357,279 @@ def run_analyze(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO
         return EXIT_FAILED
     for name, reason in failures:
         summary.fail(name, reason)
-    stems = output_stems(images)
-    threshold = args.confidence_threshold
-    bar = ProgressBar(len(images), stderr, enabled=not args.quiet)
-    for done, path in enumerate(images, start=1):
-        try:
-            image = read_image(path)
-            calibration = user_calibration or file_calibration(path)
-            analysis = analyze_image(
-                image, classifiers, calibration=calibration, confidence_threshold=threshold, image_name=str(path)
-            )
-            stem = stems[path]
-            document = json_text(analysis.to_dict(), ensure_ascii=True)  # never NaN or Infinity
-            atomic_write_text(args.out / f"{stem}.cells.json", document)
-            if args.overlay:
-                atomic_write_bytes(args.out / f"{stem}.overlay.png", overlay_png(image, analysis))
-            summary.add(summary_row(path, analysis, threshold))
-        except LeukViewError as exc:
-            summary.fail(path, exc.reason)
-        except MemoryError:
-            summary.fail(path, "not enough memory to analyse this image", status="error: out of memory")
-        except OSError as exc:  # the output folder: full, or no longer writable
-            summary.fail(path, f"cannot write its results ({exc.strerror or exc})")
-        except Exception as exc:  # a bug must not lose the other images; its traceback is shown
-            import traceback
-
-            traceback.print_exc(file=stderr)
-            summary.fail(path, f"analysis failed unexpectedly ({type(exc).__name__}: {exc})")
-        bar.update(done, printable(path.name))
-    bar.close()
+    run = _Run(args, classifiers, user_calibration, summary, stderr)
+    try:
+        with _executor(args) as executor:
+            run.executor = executor
+            run.analyse(images)
+    except LeukViewError as exc:  # the cluster could not be reached or started
+        stderr.write(f"leukview analyze: error: {exc.reason}\n")
+        summary.close()
+        return EXIT_FAILED
+    if args.case is not None:
+        run.write_case(images)
     summary.close()
 
     for name, reason in summary.failures:
         stderr.write(f"leukview analyze: {name}: {reason}\n")
-    ok = len(summary.rows) - len(summary.failures)
+    ok = len([r for r in summary.rows if not str(r.get("image", "")).startswith("case:")]) - len(summary.failures)
     stdout.write(f"analysed {ok} of {len(images)} image(s); results in {printable(str(args.out))}{os.sep}\n")
     if not images and not failures:
         stderr.write("leukview analyze: no supported image found\n")
         return EXIT_FAILED
     return EXIT_FAILED if summary.failures or problems else EXIT_OK
+
+
+def _dask_ready(stderr: TextIO) -> bool:
+    from .core.distributed import dask_available
+
+    if dask_available():
+        return True
+    stderr.write("leukview analyze: error: --scheduler and --workers need Dask: pip install 'leukview[cluster]'\n")
+    return False
+
+
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace) -> Any:
+    """A :class:`~leukview.core.distributed.DaskExecutor` for ``--scheduler``/``--workers``, else None."""
+    if not (args.scheduler or args.workers):
+        yield None
+        return
+    from .core.distributed import DaskExecutor, cluster_client
+
+    with cluster_client(args.scheduler, args.workers) as client:
+        yield DaskExecutor(client)
+
+
+class _Run:
+    """One ``leukview analyze`` run over fields and slides, on this machine or a Dask cluster."""
+
+    def __init__(
+        self, args: argparse.Namespace, classifiers: Sequence[Any], user_calibration: Calibration | None,
+        summary: Any, stderr: TextIO,
+    ) -> None:
+        self.args, self.classifiers, self.user, self.summary, self.stderr = args, classifiers, user_calibration, summary, stderr
+        self.threshold = args.confidence_threshold
+        self.executor: Any = None
+        self.results: dict[Path, dict[str, Any]] = {}  # what a case is made of, per image
+        self.stems: dict[Path, str] = {}
+
+    def analyse(self, images: Sequence[Path]) -> None:
+        from .core.summary import printable
+
+        self.stems = output_stems(images)
+        slides = [p for p in images if is_slide_input(p, self.args.slide)]
+        fields = [p for p in images if p not in set(slides)]
+        if self.executor is None:
+            self._fields_here(fields)
+        else:
+            self._fields_on_cluster(fields)
+        for path in slides:
+            self._slide(path)
+        if self.executor is not None:  # rows came in the order images finished: put them in input order
+            order = {printable(str(p)): k for k, p in enumerate(images)}
+            self.summary.rewrite(sorted(self.summary.rows, key=lambda r: order.get(str(r.get("image")), -1)))
+
+    # -- fields, read whole
+
+    def _field_done(self, path: Path, analysis: Analysis, overlay: bytes | None) -> None:
+        from .core.atomic import atomic_write_bytes, atomic_write_text, json_text
+
+        stem = self.stems[path]
+        document = json_text(analysis.to_dict(), ensure_ascii=True)  # never NaN or Infinity
+        atomic_write_text(self.args.out / f"{stem}.cells.json", document)
+        if overlay is not None:
+            atomic_write_bytes(self.args.out / f"{stem}.overlay.png", overlay)
+        self.summary.add(summary_row(path, analysis, self.threshold))
+        if self.args.case is not None:
+            self.results[path] = {"analysis": analysis, "kind": "field"}
+
+    def _failed(self, path: Path, exc: BaseException) -> None:
+        if isinstance(exc, LeukViewError):
+            self.summary.fail(path, exc.reason)
+        elif isinstance(exc, MemoryError):
+            self.summary.fail(path, "not enough memory to analyse this image", status="error: out of memory")
+        elif isinstance(exc, OSError):  # the output folder: full, or no longer writable
+            self.summary.fail(path, f"cannot write its results ({exc.strerror or exc})")
+        else:  # a bug must not lose the other images; its traceback is shown
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=self.stderr)
+            self.summary.fail(path, f"analysis failed unexpectedly ({type(exc).__name__}: {exc})")
+
+    def _fields_here(self, fields: Sequence[Path]) -> None:
+        from .core.distributed import analyse_field_file, overlay_png
+        from .core.summary import printable
+
+        bar = ProgressBar(len(fields), self.stderr, enabled=not self.args.quiet and bool(fields))
+        for done, path in enumerate(fields, start=1):
+            try:
+                analysis, image = analyse_field_file(
+                    path, self.classifiers, image_name=str(path),
+                    pixel_size_um=None if self.user is None else self.user.pixel_size_um,
+                    confidence_threshold=self.threshold,
+                )
+                self._field_done(path, analysis, overlay_png(image, analysis) if self.args.overlay else None)
+            except Exception as exc:
+                self._failed(path, exc)
+            bar.update(done, printable(path.name))
+        bar.close()
+
+    def _fields_on_cluster(self, fields: Sequence[Path]) -> None:
+        from .core.analysis import Analysis
+        from .core.distributed import FieldOptions, shared_path
+        from .core.summary import printable
+
+        if not fields:
+            return
+        options = FieldOptions(
+            models=tuple(c.spec.name for c in self.classifiers),
+            models_dir=None if self.args.models_dir is None else shared_path(self.args.models_dir),
+            pixel_size_um=None if self.user is None else self.user.pixel_size_um,
+            confidence_threshold=self.threshold,
+            overlay=self.args.overlay,
+        )
+        items = [(shared_path(p), str(p)) for p in fields]
+        bar = ProgressBar(len(fields), self.stderr, enabled=not self.args.quiet)
+        for done, (k, result) in enumerate(self.executor.fields(items, options), start=1):
+            path = fields[k]
+            try:
+                if "error" in result:
+                    raise LeukViewError(str(result["error"]))
+                self._field_done(path, Analysis.from_dict(result["document"]), result.get("overlay"))
+            except Exception as exc:
+                self._failed(path, exc)
+            bar.update(done, printable(path.name))
+        bar.close()
+
+    # -- slides, tile by tile
+
+    def _slide(self, path: Path) -> None:
+        from .core.calibration import Calibration
+        from .core.distributed import shared_path
+        from .core.io import open_slide
+        from .core.summary import printable
+        from .core.tiling import TilingParams, analyse_slide
+
+        args = self.args
+        bar: list[ProgressBar] = []
+
+        def on_plan(plan: Any, state: Any) -> None:
+            bar.append(ProgressBar(len(plan.tiles), self.stderr, enabled=not args.quiet, unit="tiles"))
+            if state.resumed:
+                self.stderr.write(f"leukview analyze: {printable(path.name)}: resuming, {state.resumed} of "
+                                  f"{len(plan.tiles)} tiles already done\n")
+            bar[0].update(len(state.done), printable(path.name))
+
+        def on_tile(item: Any, state: Any) -> None:
+            bar[0].update(len(state.done) + len(state.failed), f"{printable(path.name)} tile {item.index}")
+
+        try:
+            with open_slide(path) as slide:
+                calibration = self.user or Calibration.from_file(slide.pixel_size_um)
+                result, plan, _ = analyse_slide(
+                    slide, args.out, self.classifiers,
+                    stem=self.stems[path], image=str(path),
+                    tiling=TilingParams(tile_size=args.tile_size, locate=args.locate, rbc_every=args.rbc_every),
+                    calibration=calibration, confidence_threshold=self.threshold,
+                    models_dir=None if args.models_dir is None else shared_path(args.models_dir),
+                    executor=self.executor, resume=not args.no_resume,
+                    side_table_min=args.side_table_after, on_plan=on_plan, on_tile=on_tile,
+                )
+        except Exception as exc:
+            if bar:
+                bar[0].close()
+            self._failed(path, exc)
+            return
+        bar[0].close()
+        if result.failed:
+            first = next(iter(result.failed.values()))
+            self.summary.fail(path, f"{len(result.failed)} of {result.tiles} tiles could not be analysed ({first}); "
+                              "cells.json holds the others, and a new run retries them")
+        else:
+            self.summary.add(slide_row(path, result, plan, self.threshold))
+        if args.case is not None:
+            self.results[path] = {"cells_json": result.cells_json, "kind": "slide", "summary": result}
+
+    # -- the case
+
+    def write_case(self, images: Sequence[Path]) -> None:
+        from .core.analysis import Analysis
+        from .core.atomic import atomic_write_text, json_text
+        from .core.case import Case, case_path, case_summary, save_case
+        from .core.session import SessionSettings
+
+        args = self.args
+        settings = SessionSettings.from_dict({"confidence_threshold": self.threshold,
+                                              "models": [c.spec.name for c in self.classifiers]})
+        case = Case.new(args.case, settings)
+        try:
+            for path in images:
+                result = self.results.get(path)
+                if result is None:
+                    continue  # failed: named in failures.csv
+                if result["kind"] == "field":
+                    case.add_image(result["analysis"], path, image_id=self.stems[path])
+                    continue
+                import json
+
+                doc = json.loads(Path(result["cells_json"]).read_text(encoding="utf-8"))
+                slide_summary = result["summary"]
+                side = doc.get("side_table") or {}
+                case.add_image(
+                    Analysis.from_dict(doc), path, kind="slide", image_id=self.stems[path],
+                    counting_area=None if args.count_all or slide_summary.counting_area.empty
+                    else slide_summary.counting_area,
+                    side_table=side.get("path"), estimated_counts=slide_summary.estimated_counts,
+                )
+            save_case(case, case_path(args.out, case.name))
+            summary = case_summary(case)
+            atomic_write_text(args.out / f"{case.name}.case.json", json_text(summary, ensure_ascii=True))
+            self.summary.add(case_row(case, self.threshold))
+        except (LeukViewError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, LeukViewError) else f"cannot write it ({exc})"
+            self.summary.fail(f"case:{args.case}", reason)
+
+
+def slide_row(path: Path, result: Any, plan: Any, threshold: float) -> dict[str, object]:
+    """A slide's row of summary.csv: cells found (red cells on the sampled tiles), its differential."""
+    row: dict[str, object] = {"image": str(path), "status": "ok", "width": plan.width, "height": plan.height}
+    row.update(result.counts_by_kind)
+    diff = result.differential
+    if diff is not None:
+        row.update(_differential_columns(diff))
+    for name, labels in result.model_labels.items():
+        run = next((m for m in result.models if m.name == name), None)
+        for cls in run.classes if run is not None else labels:
+            row[f"model:{name}:{cls}"] = labels.get(cls, 0)
+    return row
+
+
+def _differential_columns(diff: Any) -> dict[str, object]:
+    blast = diff.blast_percent
+    out: dict[str, object] = {f"call:{name}": count for name, count in diff.counts.items()}
+    out.update({
+        "call:unclassified": diff.unclassified,
+        "leukocytes": diff.leukocytes,
+        "blast_percent": "" if blast is None else round(blast, 2),
+        "flagged": diff.flagged,
+    })
+    return out
+
+
+def case_row(case: Any, threshold: float) -> dict[str, object]:
+    """The ``case:NAME`` row of summary.csv: cells of every image, the pooled differential (counting areas applied)."""
+    row: dict[str, object] = {"image": f"case:{case.name}", "status": "ok"}
+    row.update(case.counts_by_kind())
+    row.update(_differential_columns(case.differential(threshold)))
+    labels: dict[str, Counter[str]] = {}
+    for _, cell in case.counted():
+        for name, prediction in cell.predictions.items():
+            labels.setdefault(name, Counter())[prediction.label] += 1
+    for name, counter in labels.items():
+        for cls, n in counter.items():
+            row[f"model:{name}:{cls}"] = n
+    return row
 
 
 def overlay_png(image: np.ndarray, analysis: Analysis) -> bytes:
@@ -371,6 +687,7 @@ class ReportSource:
     image: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     settings: Any = None  # the session's SessionSettings: case fields and analysed field of the report
+    refs: list[Any] | None = None  # a case's report: the (image, cell id) of each pooled cell
 
 
 def is_session_file(path: Path) -> bool:
@@ -398,10 +715,13 @@ def load_report_source(
     LeukViewError
         When neither the image nor the session can be read, or the models cannot be loaded.
     """
+    from .core.case import CASE_SUFFIX
     from .core.document import RestoreStatus, SessionFiles, default_sessions_folder
     from .core.io import image_info, read_image
     from .core.session import ImageMatch, load_session
 
+    if path.name.endswith(CASE_SUFFIX):
+        return _from_case(path)
     if is_session_file(path):
         session = load_session(path)
         source = _from_session(session)
@@ -447,6 +767,41 @@ def load_report_source(
     if notes:
         notes[-1] += "; analysing the image again"
     return _analyse_now(path, models, models_dir, notes)
+
+
+def _from_case(path: Path) -> ReportSource:
+    """A case file's report: every counted cell of its images pooled (numbered over the case)."""
+    from .core.case import load_case
+
+    case = load_case(path)
+    analysis, refs = case.pooled_analysis()
+    notes = [f"case {case.name}: {len(case.images)} image(s), {len(refs)} white cells counted; "
+             "cell ids run over the case (the CSV's case_image and image_cell columns give each cell's own)"]
+    for image_id, _match, reason in case.check_images():
+        if reason:
+            notes.append(f"{image_id}: {reason}")
+    return ReportSource(
+        analysis=analysis, image_path=None, threshold=case.threshold, audit=case.audit_log(),
+        analysed=case.created, notes=notes, settings=case.settings, refs=refs,
+    )
+
+
+def _add_case_columns(path: Path, refs: Sequence[Any]) -> None:
+    """Put ``case_image`` and ``image_cell`` (where each pooled cell comes from) first in a cells CSV."""
+    import csv
+    import io
+
+    from .core.atomic import atomic_write_text
+
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    if not rows:
+        return
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["case_image", "image_cell", *rows[0]])
+    for ref, row in zip(refs, rows[1:], strict=False):
+        writer.writerow([ref.image, ref.cell, *row])
+    atomic_write_text(path, out.getvalue())
 
 
 def _from_session(session: Session) -> ReportSource:
@@ -543,6 +898,8 @@ def run_report(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO 
             written = write_cells_csv(
                 args.csv, analysis.cells, analysis.models, source.threshold, calibration=analysis.calibration
             )
+            if source.refs is not None:
+                _add_case_columns(Path(written), source.refs)
             stdout.write(f"written {written}\n")
         except OSError as exc:
             stderr.write(f"leukview report: {args.csv}: cannot write ({exc.strerror or exc})\n")

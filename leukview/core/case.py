@@ -183,6 +183,22 @@ class LogLine(NamedTuple):
     def who(self) -> str:
         return self.entry.who
 
+    @property
+    def action(self) -> AuditAction | CaseAction:
+        return self.entry.action
+
+    @property
+    def cell(self) -> int | None:
+        return getattr(self.entry, "cell", None)
+
+    @property
+    def before(self) -> str | None:
+        return getattr(self.entry, "before", None)
+
+    @property
+    def after(self) -> str | None:
+        return getattr(self.entry, "after", None)
+
     def describe(self) -> str:
         text = self.entry.describe()
         if self.image is not None and isinstance(self.entry, AuditEntry):
