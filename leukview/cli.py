@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model's probability under T flags the cell low-confidence (default: %(default)s)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--similar", type=_positive(1, 100), metavar="K",
+                        help="write each white cell's K nearest reference-atlas cells into cells.json")  # fmt: skip
     case = parser.add_argument_group("cases: many fields (or a slide) of one specimen as one")
     case.add_argument(
         "--case",
@@ -413,6 +415,13 @@ class _Run:
         self.executor: Any = None
         self.results: dict[Path, dict[str, Any]] = {}  # what a case is made of, per image
         self.stems: dict[Path, str] = {}
+        self.similar: Any = None  # --similar: the atlases searched (core.similar)
+        if args.similar:
+            from .core.similar import similar_search_for
+
+            self.similar, notes = similar_search_for(classifiers)
+            for note in notes:
+                stderr.write(f"leukview analyze: note: --similar: {note}\n")
 
     def analyse(self, images: Sequence[Path]) -> None:
         from .core.summary import printable
@@ -432,11 +441,17 @@ class _Run:
 
     # -- fields, read whole
 
-    def _field_done(self, path: Path, analysis: Analysis, overlay: bytes | None) -> None:
+    def _field_done(self, path: Path, analysis: Analysis, overlay: bytes | None, image: Any = None) -> None:
         from .core.atomic import atomic_write_bytes, atomic_write_text, json_text
 
         stem = self.stems[path]
-        document = json_text(analysis.to_dict(), ensure_ascii=True)  # never NaN or Infinity
+        data = analysis.to_dict()
+        if self.similar is not None:
+            from .core.io import read_image
+            from .core.similar import add_similar
+
+            add_similar(data, analysis, read_image(path) if image is None else image, self.similar, self.args.similar)
+        document = json_text(data, ensure_ascii=True)  # never NaN or Infinity
         atomic_write_text(self.args.out / f"{stem}.cells.json", document)
         if overlay is not None:
             atomic_write_bytes(self.args.out / f"{stem}.overlay.png", overlay)
@@ -469,7 +484,7 @@ class _Run:
                     pixel_size_um=None if self.user is None else self.user.pixel_size_um,
                     confidence_threshold=self.threshold,
                 )
-                self._field_done(path, analysis, overlay_png(image, analysis) if self.args.overlay else None)
+                self._field_done(path, analysis, overlay_png(image, analysis) if self.args.overlay else None, image)
             except Exception as exc:
                 self._failed(path, exc)
             bar.update(done, printable(path.name))
