@@ -88,7 +88,9 @@ def bench_speed(models_dir: Path, repeats: int, max_cells: int) -> None:
               f"CAM {1000 * statistics.median(cam):.1f} ms per cell")
 
 
-def bench_faithfulness(model_dir: Path, count: int, randoms: int, steps: int, json_path: str | None) -> None:
+def bench_faithfulness(
+    model_dir: Path, count: int, randoms: int, steps: int, json_path: str | None, stride: int | None = None
+) -> None:
     from training.atlas import model_parts
     from training.data import extract_crops
 
@@ -110,7 +112,7 @@ def bench_faithfulness(model_dir: Path, count: int, randoms: int, steps: int, js
     for crop in crops.crops:
         batch = normalize(crop, spec.mean, spec.std)[0]
         cam = explain.cam_map_of_input(classifier, batch)
-        occlusion = explain.occlusion_map_of_input(classifier, batch)
+        occlusion = explain.occlusion_map_of_input(classifier, batch, stride=stride)
         index = cam.class_index
         random_auc = float(np.mean([
             explain.deletion_curve(predict, batch, index, None, steps=steps, seed=s).auc
@@ -134,8 +136,16 @@ def bench_faithfulness(model_dir: Path, count: int, randoms: int, steps: int, js
         print(f"| {kind} | {values.mean():.3f} | {values.std():.3f} | {beats} |")
         summary[kind] = {"mean_auc": float(values.mean()), "sd": float(values.std()),
                          "beats_random": wins.get(kind)}
+    labels = [str(v) for v in crops.labels]
+    print("| class | n | CAM beats random | occlusion beats random |")
+    print("|---|---|---|---|")
+    for cls in spec.classes:
+        idx = [i for i, v in enumerate(labels) if v == cls]
+        cam_wins = sum(rows["cam"][i] < rows["random"][i] for i in idx)
+        occ_wins = sum(rows["occlusion"][i] < rows["random"][i] for i in idx)
+        print(f"| {cls} | {len(idx)} | {cam_wins} | {occ_wins} |")
     if json_path:
-        Path(json_path).write_text(json.dumps({"n": n, "steps": steps, "randoms": randoms,
+        Path(json_path).write_text(json.dumps({"n": n, "steps": steps, "randoms": randoms, "labels": labels,
                                                "summary": summary, "per_cell": rows}, indent=1))
 
 
@@ -149,10 +159,11 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "wbc-type")
     parser.add_argument("--randoms", type=int, default=3, help="random orders per cell")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--occlusion-stride", type=int, help="occlusion stride in pixels (default: 5 x 5 windows)")
     parser.add_argument("--json", help="write the faithfulness figures here")
     args = parser.parse_args()
     if args.faithfulness:
-        bench_faithfulness(args.model, args.faithfulness, args.randoms, args.steps, args.json)
+        bench_faithfulness(args.model, args.faithfulness, args.randoms, args.steps, args.json, args.occlusion_stride)
     else:
         bench_speed(args.models_dir, args.repeats, args.cells)
     return 0
