@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model's probability under T flags the cell low-confidence (default: %(default)s)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--geojson", action="store_true",
+                        help="also write <stem>.geojson: the white cells as QuPath detections (File > Import objects)")
     parser.add_argument("--similar", type=_positive(1, 100), metavar="K",
                         help="write each white cell's K nearest reference-atlas cells into cells.json")  # fmt: skip
     case = parser.add_argument_group("cases: many fields (or a slide) of one specimen as one")
@@ -455,9 +457,16 @@ class _Run:
         atomic_write_text(self.args.out / f"{stem}.cells.json", document)
         if overlay is not None:
             atomic_write_bytes(self.args.out / f"{stem}.overlay.png", overlay)
+        if self.args.geojson:
+            self._geojson(stem, analysis)
         self.summary.add(summary_row(path, analysis, self.threshold))
         if self.args.case is not None:
             self.results[path] = {"analysis": analysis, "kind": "field"}
+
+    def _geojson(self, stem: str, analysis: Analysis) -> None:
+        from .core.geojson import cells_geojson, write_geojson
+
+        write_geojson(self.args.out / f"{stem}.geojson", cells_geojson(analysis, threshold=self.threshold, image_id=stem))
 
     def _failed(self, path: Path, exc: BaseException) -> None:
         if isinstance(exc, LeukViewError):
@@ -557,6 +566,17 @@ class _Run:
             self._failed(path, exc)
             return
         bar[0].close()
+        if args.geojson:
+            import json
+
+            from .core.analysis import Analysis
+
+            try:
+                doc = json.loads(Path(result.cells_json).read_text(encoding="utf-8"))
+                self._geojson(self.stems[path], Analysis.from_dict(doc))
+            except (OSError, ValueError, LeukViewError) as exc:
+                self._failed(path, exc if isinstance(exc, LeukViewError) else LeukViewError(f"GeoJSON not written ({exc})"))
+                return
         if result.failed:
             first = next(iter(result.failed.values()))
             self.summary.fail(path, f"{len(result.failed)} of {result.tiles} tiles could not be analysed ({first}); "

@@ -154,3 +154,17 @@ def test_an_unreachable_scheduler_is_a_failure_named_on_stderr(folder, tmp_path)
         pytest.skip("dask.distributed is not installed")
     code, _, stderr = _run([folder, "--out", tmp_path, "--no-models", "--scheduler", "tcp://127.0.0.1:9"])
     assert code == 1 and "scheduler" in stderr
+
+
+def test_geojson_is_written_per_image_for_qupath(folder, slide, models, tmp_path):
+    shutil.copy(slide, folder / slide.name)
+    code, _, stderr = _run([folder, "--out", tmp_path, "--models-dir", models, "--tile-size", "768", "--geojson",
+                            "--quiet"])
+    assert code == EXIT_OK, stderr
+    for stem in [p.stem for p in SAMPLES] + ["smear"]:
+        collection = json.loads((tmp_path / f"{stem}.geojson").read_text())
+        cells = [c for c in json.loads((tmp_path / f"{stem}.cells.json").read_text())["cells"] if c["kind"] == "wbc"]
+        assert collection["type"] == "FeatureCollection" and len(collection["features"]) == len(cells)
+        for feature, cell in zip(collection["features"], cells, strict=True):
+            assert feature["properties"]["objectType"] == "detection"
+            assert feature["properties"]["classification"]["name"] == cell["call"]["label"]
