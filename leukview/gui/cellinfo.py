@@ -119,20 +119,24 @@ def marker_text(cell: Cell, call: CellCall, models: Sequence[ModelRun], threshol
     return " ".join(f"⚑ {name} {value:.0%}" for name, value in doubts)
 
 
-def _flag_lines(cell: Cell, call: CellCall, models: Sequence[ModelRun], threshold: float | None) -> list[str]:
+def _flag_lines(
+    cell: Cell, call: CellCall, models: Sequence[ModelRun], threshold: float | None, *, ask: bool = True
+) -> list[str]:
     lines = []
-    if call.needs_review:
+    if call.needs_review and ask:
         lines.append(f"<span style='color:{FLAG_COLOUR}'><b>please review</b></span>")
-    if threshold is not None:
-        doubts = doubting_models(cell, call, models, threshold)
-        if doubts and call.label:
-            own = f"{call.confidence:.0%} by {call.model}" if call.confidence is not None and call.model else ""
-            unsure = ", ".join(f"{html.escape(n)} {v:.0%}" for n, v in doubts)
-            lines.append(
-                f"<span style='color:{FLAG_COLOUR}'>⚑ flagged because another model is unsure: {unsure} "
-                f"&lt; {threshold:.0%}</span>" + (f" (the call, {html.escape(own)}, is sure)" if own else "")
-            )
+    doubts = doubting_models(cell, call, models, threshold) if threshold is not None else []
+    if doubts and call.label and threshold is not None:
+        own = f"{call.confidence:.0%} by {call.model}" if call.confidence is not None and call.model else ""
+        unsure = ", ".join(f"{html.escape(n)} {v:.0%}" for n, v in doubts)
+        lines.append(
+            f"<span style='color:{FLAG_COLOUR}'>⚑ flagged because another model is unsure: {unsure} "
+            f"&lt; {threshold:.0%}</span>" + (f" (the call, {html.escape(own)}, is sure)" if own else "")
+        )
+    sure = threshold is not None and call.confidence is not None and call.confidence >= threshold
     for reason in call.reasons:
+        if doubts and sure and reason.startswith("low confidence"):
+            continue  # said just above, with which model
         lines.append(f"<span style='color:{FLAG_COLOUR}'>{html.escape(reason)}</span>")
     return lines
 
@@ -202,7 +206,9 @@ def detail_html(
             head += f" (the models said {esc(display_name(model_call.label))})"
     elif call.confidence is not None:
         head += f", {call.confidence:.0%} by {esc(call.model or '')}"
-    lines = [head, *_flag_lines(cell, call, models, threshold)]
+    if call.needs_review:
+        head += f" — <b style='color:{FLAG_COLOUR}'>please review</b>"
+    lines = [head, *_flag_lines(cell, call, models, threshold, ask=False)]
     rows = []
     for run in models:
         pred = cell.predictions.get(run.name)

@@ -69,13 +69,15 @@ class DifferentialPanel(QWidget):
         for col in (1, 2, 3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.setMinimumHeight(90)  # it scrolls: the review panel above keeps its rows of cells
         self.show_all = QCheckBox("All classes")
         self.show_all.setToolTip("List every class of the class list, also those without a cell")
         self.show_all.toggled.connect(self._show_all_toggled)
         self._last: tuple[Differential, list[ModelRun], list[str]] | None = None
-        self.note = QLabel(
-            "Percentages are of classified white cells; the classes counted apart (NRBC, smudge cells, "
-            "platelets, artefacts: see the class list) are not part of that total."
+        self.note = QLabel("% of classified white cells; the classes counted apart are not in that total.")
+        self.note.setToolTip(
+            "The class list (Settings) says which classes count in the white-cell total; NRBC, smudge cells, "
+            "platelets and artefacts are counted apart by default, NRBC also per 100 white cells."
         )
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: palette(mid); font-size: small;")

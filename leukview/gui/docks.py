@@ -101,7 +101,7 @@ class Docks:
         self.resizeDocks([self.review_dock], [470], Qt.Orientation.Horizontal)
         self.resizeDocks([self.overview_dock], [250], Qt.Orientation.Horizontal)
         # the review panel gets the height: its gallery shows more than one row of cells
-        self.resizeDocks([self.review_dock, self.differential_dock], [620, 280], Qt.Orientation.Vertical)
+        self.resizeDocks([self.review_dock, self.differential_dock], [600, 300], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)

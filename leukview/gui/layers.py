@@ -9,10 +9,13 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
+    QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QRadioButton,
+    QScrollArea,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -20,8 +23,10 @@ from PySide6.QtWidgets import (
 
 from leukview.core.analysis import ModelRun
 from leukview.core.calls import display_name
+from leukview.core.classes import abbreviation
 
 from .cellinfo import class_colour
+from .occlusion import MAP_KINDS
 from .overlays import HEAT_MODES, CellOverlay
 
 __all__ = ["HEAT_MODE_NAMES", "LayersPanel"]
@@ -41,6 +46,7 @@ class LayersPanel(QWidget):
 
     heat_mode_changed = Signal(str)
     heat_opacity_changed = Signal(float)
+    map_kind_changed = Signal(str)  # "cam" or "occlusion" (gui.occlusion draws the latter)
 
     def __init__(self, overlay: CellOverlay, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -60,7 +66,7 @@ class LayersPanel(QWidget):
             self.boxes[key] = box
         layout.addWidget(shown)
 
-        heat = QGroupBox("Heatmap (class activation)")
+        heat = QGroupBox("Heatmap (where the model looked)")
         heat_layout = QVBoxLayout(heat)
         self.heat_buttons = QButtonGroup(self)
         for mode, title in (("off", "Off"), ("selected", "Selected cell"), ("all", "All cells (field)")):
@@ -74,6 +80,13 @@ class LayersPanel(QWidget):
         self.heat_model.addItem("Model behind each call", None)
         self.heat_model.currentIndexChanged.connect(self._heat_model_changed)
         heat_layout.addWidget(self.heat_model)
+        self.map_kind = QComboBox()
+        for kind, title in MAP_KINDS.items():
+            self.map_kind.addItem(title, kind)
+        self.map_kind.setToolTip("Map: the class-activation map (free with the call), or the occlusion map "
+                                 "(what greying out each region does to the call; computed for the selected cell)")  # fmt: skip
+        self.map_kind.currentIndexChanged.connect(self._map_kind_changed)
+        heat_layout.addWidget(self.map_kind)
         opacity_row = QHBoxLayout()
         opacity_row.addWidget(QLabel("Opacity"))
         self.opacity = QSlider(Qt.Orientation.Horizontal)
@@ -89,11 +102,22 @@ class LayersPanel(QWidget):
         heat_layout.addWidget(self.heat_note)
         layout.addWidget(heat)
 
+        # the lab's list may be long: two columns of codes in a scroll area, full names in the tooltips
         self.class_group = QGroupBox("Classes")
-        self.class_layout = QVBoxLayout(self.class_group)
+        group_layout = QVBoxLayout(self.class_group)
+        group_layout.setContentsMargins(4, 4, 4, 4)
+        holder = QWidget()
+        self.class_layout = QGridLayout(holder)
+        self.class_layout.setContentsMargins(0, 0, 0, 0)
+        self.class_layout.setVerticalSpacing(2)
+        scroll = QScrollArea()
+        scroll.setWidget(holder)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setMinimumHeight(90)
+        group_layout.addWidget(scroll)
         self.class_boxes: dict[str, QCheckBox] = {}
-        layout.addWidget(self.class_group)
-        layout.addStretch(1)
+        layout.addWidget(self.class_group, 1)
 
     # -- layers -------------------------------------------------------------
 
@@ -107,8 +131,9 @@ class LayersPanel(QWidget):
             self.class_layout.removeWidget(box)
             box.deleteLater()
         self.class_boxes = {}
-        for name in [*classes, "unclassified"]:
-            box = QCheckBox(display_name(name))
+        for index, name in enumerate([*classes, "unclassified"]):
+            box = QCheckBox("unclassified" if name == "unclassified" else f"{abbreviation(name)}")
+            box.setToolTip(display_name(name))
             box.setChecked(name not in self.overlay.options.hidden_classes)
             colour = "#D0D0D0" if name == "unclassified" else class_colour(name).name()
             box.setStyleSheet(
@@ -116,7 +141,7 @@ class LayersPanel(QWidget):
                 f"QCheckBox::indicator:checked {{ background: {colour}; border: 1px solid #555; }}"
             )
             box.toggled.connect(lambda on, n=name: self._set_class_visible(n, on))
-            self.class_layout.addWidget(box)
+            self.class_layout.addWidget(box, index // 2, index % 2)
             self.class_boxes[name] = box
 
     def _set_class_visible(self, name: str, on: bool) -> None:
@@ -131,7 +156,27 @@ class LayersPanel(QWidget):
 
     @property
     def heat_mode(self) -> str:
-        return self.overlay.options.heat_mode
+        checked = self.heat_buttons.checkedButton()
+        return str(checked.property("mode")) if checked is not None else self.overlay.options.heat_mode
+
+    @property
+    def kind(self) -> str:
+        """The map shown: ``cam`` or ``occlusion``."""
+        return str(self.map_kind.currentData())
+
+    def set_map_kind(self, kind: str) -> None:
+        self.map_kind.setCurrentIndex(max(self.map_kind.findData(kind), 0))
+
+    def cycle_map_kind(self) -> str:
+        """CAM -> occlusion -> CAM; returns the new kind."""
+        self.map_kind.setCurrentIndex((self.map_kind.currentIndex() + 1) % self.map_kind.count())
+        return self.kind
+
+    def _map_kind_changed(self, _index: int) -> None:
+        # the overlay draws CAMs only: while occlusion is chosen its own maps are off
+        self.overlay.options.heat_mode = self.heat_mode if self.kind == "cam" else "off"
+        self.overlay.apply_options()
+        self.map_kind_changed.emit(self.kind)
 
     def set_heat_mode(self, mode: str) -> None:
         for button in self.heat_buttons.buttons():
@@ -146,9 +191,10 @@ class LayersPanel(QWidget):
 
     def _heat_mode_toggled(self, button: QRadioButton, checked: bool) -> None:
         if checked:
-            self.overlay.options.heat_mode = str(button.property("mode"))
+            mode = str(button.property("mode"))
+            self.overlay.options.heat_mode = mode if self.kind == "cam" else "off"
             self.overlay.apply_options()
-            self.heat_mode_changed.emit(self.overlay.options.heat_mode)
+            self.heat_mode_changed.emit(mode)
 
     def _heat_model_changed(self, _index: int) -> None:
         self.overlay.options.heat_model = self.heat_model.currentData()

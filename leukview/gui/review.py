@@ -593,10 +593,11 @@ def legend_html(classes: Sequence[str]) -> str:
         parts.append((cap.format(key) + "&nbsp;" if key else "") + label)
     parts_actions = [cap.format(key) + "&nbsp;" + word for key, word in legend_actions()]
     return (
-        "<b>Classify the selected cell:</b><br>"
+        "<div style='font-size:8pt'><b>Classify the selected cell:</b><br>"
         + " &nbsp; ".join(parts)
         + "<br>"
         + " &nbsp; ".join(parts_actions)
+        + "</div>"
     )
 
 
