@@ -162,21 +162,21 @@ class DifferentialPanel(QWidget):
             rows.append((["Unclassified (review)", "", str(diff.atypical), ""], None, None))
         rows.append((["Unclassified", "", str(diff.unclassified), ""], None, None))
         self.table.setRowCount(len(rows))
-        for index, (texts, row, font) in enumerate(rows):
+        for index, (texts, shown, font) in enumerate(rows):
             for col, text in enumerate(texts):
                 item = QTableWidgetItem(text)
                 if col:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if font is not None:
                     item.setFont(font)
-                if row is not None:
+                if shown is not None:
                     if col == 0:
-                        item.setData(Qt.ItemDataRole.DecorationRole, class_colour(row.name))
-                        item.setToolTip(f"{row.display} ({row.abbreviation})")
-                        item.setData(CLASS_ROLE, row.name)
-                    if not row.counted:
+                        item.setData(Qt.ItemDataRole.DecorationRole, class_colour(shown.name))
+                        item.setToolTip(f"{shown.display} ({shown.abbreviation})")
+                        item.setData(CLASS_ROLE, shown.name)
+                    if not shown.counted:
                         item.setForeground(QColor("gray"))
-                    if row.count and col != 1:
+                    if shown.count and col != 1:
                         strong = item.font()
                         strong.setBold(True)
                         item.setFont(strong)

@@ -84,7 +84,8 @@ class Gallery(QListWidget):
         self._items: dict[int, QListWidgetItem] = {}
         self._headers: list[QListWidgetItem] = []
         self._crops: dict[int, np.ndarray] = {}
-        self._last: tuple | None = None  # the arguments of the last rebuild, to lay out again at another size
+        # the arguments of the last rebuild, to lay out again at another size
+        self._last: tuple[list[Cell], list[str], Callable[[Cell], np.ndarray | None], Callable[[int], int]] | None = None
         self.currentItemChanged.connect(self._current_changed)
         self._fit_rows()
 
