@@ -130,7 +130,7 @@ def _flag_lines(
         own = f"{call.confidence:.0%} by {call.model}" if call.confidence is not None and call.model else ""
         unsure = ", ".join(f"{html.escape(n)} {v:.0%}" for n, v in doubts)
         lines.append(
-            f"<span style='color:{FLAG_COLOUR}'>⚑ flagged because another model is unsure: {unsure} "
+            f"<span style='color:{FLAG_COLOUR}'>⚑ flagged for the low confidence of another model: {unsure} "
             f"&lt; {threshold:.0%}</span>" + (f" (the call, {html.escape(own)}, is sure)" if own else "")
         )
     sure = threshold is not None and call.confidence is not None and call.confidence >= threshold

@@ -139,7 +139,7 @@ def test_a_cell_flagged_by_another_model_says_so_with_the_calls_own_confidence(q
     label = overlay.item(1).label_item
     assert label._text == "? 1 neutrophil 99%"  # the call's own confidence
     assert label._marker == "⚑ all-blast 60%"  # and why it is flagged, on screen
-    assert "flagged because another model is unsure: all-blast 60%" in overlay.item(1).toolTip()
+    assert "flagged for the low confidence of another model: all-blast 60%" in overlay.item(1).toolTip()
     assert label.marker_text() == "? Neut"
 
 

@@ -85,7 +85,7 @@ def test_the_detail_shows_both_models_and_why_a_cell_is_flagged(qtbot):  # noqa:
     panel.select_cell(1)
     text = panel.detail.toPlainText()
     assert "Cell 1" in text and "lymphocyte (Lym), 99% by wbc-type" in text  # the call's own confidence
-    assert "flagged because another model is unsure: all-blast 60% < 70%" in text
+    assert "flagged for the low confidence of another model: all-blast 60% < 70%" in text
     assert "wbc-type 1.0.0" in text and "all-blast 1.0.0" in text and "normal 60% (unsure)" in text  # both models
     document.review(1, "monocyte")
     panel.refresh_cell(1)
