@@ -30,8 +30,12 @@ field_rect, analyse_field, offset_cells, LARGE_IMAGE_PIXELS, MAX_FIELD_SIDE
     The analysed-field rule and the analysis of one field.
 session_candidates, default_sessions_folder
     Where a session may be.
+CaseDocument, new_case, is_analysed, contact_sheet, FieldHeader
+    A case of many fields (or a slide) in the document: the current field
+    shown, the differential, gallery, undo, session and report of the case.
 """
 
+from ._case import CaseDocument, FieldHeader, contact_sheet, is_analysed, new_case
 from ._document import DocumentEvents, ImageHeader, ReviewDocument, image_for
 from ._edit import EditCommand, SegmentationEditing
 from ._fields import (
@@ -57,9 +61,11 @@ __all__ = [
     "LARGE_IMAGE_PIXELS",
     "MAX_FIELD_SIDE",
     "MIN_FIELD_SIDE",
+    "CaseDocument",
     "Command",
     "DocumentEvents",
     "EditCommand",
+    "FieldHeader",
     "FieldRect",
     "ImageHeader",
     "RestoreOutcome",
@@ -71,9 +77,12 @@ __all__ = [
     "SessionFiles",
     "UndoStack",
     "analyse_field",
+    "contact_sheet",
     "default_sessions_folder",
     "field_rect",
     "image_for",
+    "is_analysed",
+    "new_case",
     "offset_cells",
     "session_candidates",
 ]
