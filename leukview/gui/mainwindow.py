@@ -32,12 +32,13 @@ from leukview.core.analysis import Analysis, ModelRun
 from leukview.core.calibration import Calibration
 from leukview.core.cells import Cell
 from leukview.core.classes import class_list_problem
-from leukview.core.document import ReviewDocument, image_for
+from leukview.core.document import CaseDocument, image_for
 from leukview.core.errors import LeukViewError
 from leukview.core.session import AuditEntry, Session, SessionSettings
 
 from .actions import Actions
 from .analysis_ui import AnalysisUi
+from .case_ui import CaseUi
 from .cellinfo import provider_text
 from .dialogs import PixelSizeDialog, about_html, shortcuts_html
 from .docks import Docks
@@ -58,7 +59,7 @@ __all__ = ["GALLERY_RULE", "IMAGE_FILTER", "MainWindow", "default_sample", "sess
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.ome.tif *.ome.tiff);;Sessions (*.leukview.json);;All files (*)"
 
 
-class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
+class MainWindow(Docks, CaseUi, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
     """The viewer.
 
     Parameters
@@ -87,7 +88,7 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
         self.model_cache = ModelCache(self.models_dir)
         self.read_only = read_only
         self.interactive = interactive
-        self.document = ReviewDocument(
+        self.document = CaseDocument(  # a plain document until a case is opened
             self._preferred_settings(),
             sessions_folder=sessions_folder(),
             read_only=read_only,
@@ -121,6 +122,7 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
 
         self._build_central()
         self._build_docks()
+        self._build_case()
         self._build_status()
         self.actions = Actions(self, self._slots())
         self.menus = self.actions.build_menus(
@@ -174,6 +176,8 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
             "next": self.go_next, "previous": self.go_previous, "accept": self._accept,
             "clear": self.clear_review, "classify_key": self.classify_key,
             "shortcuts": self.show_shortcuts, "about": self.show_about,
+            "open_case": self.open_case_dialog, "next_field": self.next_field,
+            "previous_field": self.previous_field, "analyse_case": self.analyse_case,
         }  # fmt: skip
 
     def _connect_document(self) -> None:
@@ -508,6 +512,7 @@ class MainWindow(Docks, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
             event.ignore()
             return
         self.runner.stop()
+        self.stop_case_analysis()
         self.preview.wait(2000)
         if self.image_item is not None:
             self.image_item.close()

@@ -1,0 +1,139 @@
+"""A 30-field case in the viewer, analysed in the background and reviewed end to end by keyboard."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from leukview.core.calls import review_cells
+from leukview.core.case import CellRef, load_case
+from leukview.core.keymap import class_keys
+from leukview.gui.case_ui import case_paths
+
+pytestmark = pytest.mark.gui
+
+SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
+SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.jpg"))
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    """30 fields of one 'patient': the four bundled samples copied under 30 names."""
+    out = tmp_path / "patient-30"
+    out.mkdir()
+    for k in range(30):
+        shutil.copy(SAMPLES / SAMPLE_NAMES[k % len(SAMPLE_NAMES)], out / f"field-{k + 1:02d}.jpg")
+    (out / "notes.txt").write_text("not an image")
+    return out
+
+
+def key(qtbot, window, k, modifier=Qt.KeyboardModifier.NoModifier) -> None:  # noqa: ANN001
+    qtbot.keyClick(window.view, k, modifier)
+
+
+def test_case_paths_lists_a_folders_images_in_order(folder: Path):
+    paths = case_paths([folder])
+    assert [p.name for p in paths] == [f"field-{k:02d}.jpg" for k in range(1, 31)]
+
+
+def test_thirty_fields_analysed_in_the_background_and_reviewed_by_keyboard(
+    qtbot, make_window, models_dir: Path, folder: Path, dialogs
+):
+    window = make_window(models_dir)
+    assert window.open_case([folder], analyse=True)
+    document = window.document
+    assert document.case.name == "patient-30" and len(document.case.images) == 30
+    assert window.case_dock.isVisible() and window.source is not None
+    seen: list[int] = []
+    window.case_panel.progress.valueChanged.connect(seen.append)
+    assert window.wait_for_case(180000)
+    assert document.pending() == [] and max(seen) == 30  # progress field by field
+    case = document.case
+
+    # the differential pools every field
+    total = sum(len(review_cells(i.analysis.cells)) for i in case.images)
+    assert total >= 30
+    diff = document.differential()
+    assert diff.total == total
+    assert window.differential.table.rowCount() > 0
+
+    # the gallery spans the case; a gallery cell opens its field centred on it
+    refs = window.case_panel.gallery.refs()
+    assert len(refs) == len(document.case_review_order()) and len({r.image for r in refs}) == 30
+    target = next(r for r in refs if r.image == "field-17")
+    item = window.case_panel.gallery.item_of(target)
+    window.case_panel.gallery.itemClicked.emit(item)
+    assert document.current == "field-17" and window.selected == target.cell
+    cell = case.cell(target)
+    assert window.view.visible_rect().contains(*cell.centroid)  # centred as far as the field allows
+    assert window.overlay.item(cell.id) is not None  # the field's own cells are drawn
+
+    # by keyboard: PgDown / PgUp step fields
+    window.view.setFocus()
+    key(qtbot, window, Qt.Key.Key_PageDown)
+    assert document.current == "field-18"
+    key(qtbot, window, Qt.Key.Key_PageUp)
+    key(qtbot, window, Qt.Key.Key_PageUp)
+    assert document.current == "field-16"
+    # go to the first field and review every cell there and beyond, with the class keys and N
+    window.show_field("field-01")
+    keys = dict((name, k) for k, name in class_keys(window.classes()) if k)
+    label_key = keys["lymphocyte"]
+    first_field_cells = [r for r in document.case_review_order() if r.image == "field-01"]
+    # a field shown selects its first cell; N alone goes on to the next field's when that was its last
+    assert CellRef(document.current, window.selected) == first_field_cells[0]
+    if len(first_field_cells) == 1:
+        key(qtbot, window, Qt.Key.Key_N)
+        assert document.current == "field-02"
+        key(qtbot, window, Qt.Key.Key_PageUp)
+        assert document.current == "field-01" and window.selected == first_field_cells[0].cell
+    reviewed: list[CellRef] = []
+    while True:
+        ref = CellRef(document.current, window.selected)
+        qtbot.keyClicks(window.view, label_key)  # classify; advance goes to the next cell, across fields
+        reviewed.append(ref)
+        if document.current not in ("field-01", "field-02") or len(reviewed) > 40:
+            break
+    assert {r.image for r in reviewed} >= {"field-01", "field-02"}
+    assert all(case.cell(r).review.label == "lymphocyte" for r in reviewed)
+    assert document.current == "field-03"  # next cell went on to the third field
+    assert document.differential().counts["lymphocyte"] >= len(reviewed)
+
+    # undo (Ctrl+Z) takes back the last decision, made on field-02: its field comes back
+    key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert document.current == reviewed[-1].image == "field-02"
+    assert not case.cell(reviewed[-1]).review.reviewed
+
+    # one session: Ctrl+S writes the case file; reopening restores the whole case
+    key(qtbot, window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    saved = folder / "patient-30.case.leukview.json"
+    assert saved.is_file() and not document.dirty
+    again = load_case(saved)
+    assert [r for r in reviewed[:-1] if again.cell(r).review.label == "lymphocyte"] == reviewed[:-1]
+    window.close_image()
+    assert window.open_case([folder])  # the folder's saved case, not a new one
+    assert window.document.pending() == [] and window.document.differential().total == total
+    assert window.document.case.cell(reviewed[0]).review.label == "lymphocyte"
+
+    # one report over the case: the pooled cells and a thumbnail of every field
+    content = window.document.report_content()
+    assert len(content.cells) == total and "30 fields" in content.image_name
+    assert content.snapshot.shape[0] > 4 * 160  # five rows of six thumbnails
+    assert any(line.image == "field-01" for line in window.document.case.audit_log() if line.cell is not None)
+
+
+def test_cancel_leaves_the_rest_for_a_resume(qtbot, make_window, models_dir: Path, folder: Path, dialogs):
+    window = make_window(models_dir)
+    assert window.open_case(case_paths([folder])[:6], name="six", analyse=False)
+    assert window.document.pending() == [f"field-{k:02d}" for k in range(1, 7)]
+    window.analyse_case()
+    qtbot.waitUntil(lambda: len(window.document.pending()) <= 4, timeout=60000)
+    key(qtbot, window, Qt.Key.Key_Escape)  # Esc cancels the case's analysis after the field in hand
+    assert window.wait_for_case(60000)
+    left = window.document.pending()
+    assert 0 < len(left) < 6 or left == []
+    window.analyse_case()  # resumes with what is left
+    assert window.wait_for_case(60000) and window.document.pending() == []
