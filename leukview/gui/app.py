@@ -169,7 +169,9 @@ def main(argv: Sequence[str]) -> int:
     _report_unexpected_errors(window)
     window.restore_layout()
     window.show()
-    if args.image:
+    if args.image and Path(args.image).is_dir():
+        window.open_case([args.image])  # a folder of fields is a case
+    elif args.image:
         window.open_image(args.image)
     return app.exec()
 
