@@ -345,6 +345,7 @@ def _windows(
         for i in owned
     ]
     kept: list[Cell] = []
+    pieces: list[tuple[int, int, np.ndarray]] = []
     for group in _clusters(boxes):
         checkpoint(None, should_cancel, 0.0, "")
         x0 = max(int(math.floor(min(boxes[k][0] for k in group))), 0)
@@ -365,9 +366,22 @@ def _windows(
             if nearest is not None and nearest in members and candidates[nearest].distance(x, y) <= zone:
                 mine.append(cell)
         if mine:
-            _classify(classifiers, window, mine)
             _offset(mine, x0, y0)
             kept.extend(mine)
+            pieces.append((x0, y0, window))
+    if kept and classifiers:
+        # One batch per model for the whole tile: a model call costs about as much for one cell as
+        # for a full batch. The windows go back where they were read, so every crop sees the
+        # slide's own pixels.
+        cx0, cy0 = min(p[0] for p in pieces), min(p[1] for p in pieces)
+        cx1 = max(p[0] + p[2].shape[1] for p in pieces)
+        cy1 = max(p[1] + p[2].shape[0] for p in pieces)
+        canvas = np.full((cy1 - cy0, cx1 - cx0, 3), 255, np.uint8)
+        for x0, y0, window in pieces:
+            canvas[y0 - cy0 : y0 - cy0 + window.shape[0], x0 - cx0 : x0 - cx0 + window.shape[1]] = window
+        _offset(kept, -cx0, -cy0)
+        _classify(classifiers, canvas, kept)
+        _offset(kept, cx0, cy0)
     return kept
 
 
