@@ -21,6 +21,8 @@ __all__ = [
     "CLASS_KEYS",
     "GESTURES",
     "GROUPS",
+    "QUIZ_BINDINGS",
+    "QUIZ_GROUPS",
     "Binding",
     "KeymapError",
     "binding",
@@ -102,6 +104,12 @@ BINDINGS: tuple[Binding, ...] = (
     Binding("export_pdf", "PDF &report and sign-off…", "file", ("Ctrl+P",),
             help="the PDF report: case details, sign-off, then the file",
             section="export"),
+    Binding("make_quiz", "Make &quiz from this case…", "file",
+            tip="A quiz of the reviewed cells with the reviewer's labels, in one file another LeukView opens offline",
+            section="teach"),
+    Binding("teach", "&Teaching mode (quiz on the reference atlas)", "file", ("Ctrl+T",),
+            help="teaching mode: a quiz on the reference atlas", section="teach"),
+    Binding("open_quiz", "Open a quiz &file…", "file", tip="Take a trainer's quiz (*.leukquiz)", section="teach"),
     Binding("quit", "&Quit", "file", ("Ctrl+Q",), "Quit", section="quit"),
     Binding("undo", "&Undo", "edit", ("Ctrl+Z",), "Undo", "undo the last review decision", "undo",
             section="undo"),
@@ -113,7 +121,11 @@ BINDINGS: tuple[Binding, ...] = (
     Binding("actual_size", "&Actual size (1:1)", "view", ("Ctrl+1",), help="actual size (1:1)", section="zoom"),
     Binding("heatmap", "Cycle &heatmap (off / cell / field)", "view", ("H",),
             help="heatmap off / selected cell / all cells", section="layers"),
+    Binding("heat_kind", "Heatmap: class activation / &occlusion map", "view", ("Shift+H",),
+            help="heatmap: class activation / occlusion map (selected cell)", section="layers"),
     Binding("labels", "Toggle &labels", "view", ("L",), help="labels on / off", section="layers"),
+    Binding("similar", "Similar &cells of the selected cell", "view", ("Ctrl+Shift+C",),
+            help="the reference cells most like the selected one (Enter enlarges)", section="explain"),
     Binding("analyse", "&Analyse", "image", ("Ctrl+R",), help="analyse (a large image: the field in view)",
             tip="Segment and classify the image"),
     Binding("cancel", "&Cancel analysis", "image", ("Esc",), help="cancel the analysis (or the drawing)"),
@@ -208,21 +220,26 @@ def key_text(item: Binding) -> str:
     return " / ".join(dict.fromkeys(display_key(k) for k in item.keys))
 
 
-def help_sections(classes: Sequence[str], bindings: Sequence[Binding] = BINDINGS) -> list[tuple[str, list[tuple[str, str]]]]:
+def help_sections(
+    classes: Sequence[str], bindings: Sequence[Binding] = BINDINGS, groups: dict[str, str] | None = None,
+    *, classify: str = "Classify", verb: str = "classify as", gestures: Sequence[tuple[str, str]] = GESTURES,
+) -> list[tuple[str, list[tuple[str, str]]]]:  # fmt: skip
     """The shortcuts help: (section title, [(keys, what they do)]).
 
     The first section is the class keys (from :func:`class_keys`), then one
     section per menu of the bindings with a ``help`` text, then
-    :data:`GESTURES`.
+    :data:`GESTURES`. The quiz window passes its own bindings and groups
+    (:data:`QUIZ_BINDINGS`), ``classify="Answer"``, ``verb="answer"`` and no gestures.
     """
     sections: list[tuple[str, list[tuple[str, str]]]] = [
-        ("Classify", [(key, f"classify as {display_name(name)}") for key, name in class_keys(classes) if key])
+        (classify, [(key, f"{verb} {display_name(name)}") for key, name in class_keys(classes) if key])
     ]
-    for group, title in GROUPS.items():
+    for group, title in (GROUPS if groups is None else groups).items():
         rows = [(key_text(b), b.help) for b in bindings_in(group, bindings) if b.help and b.keys]
         if rows:
             sections.append((title.replace("&", ""), rows))
-    sections.append(("Mouse and arrows", list(GESTURES)))
+    if gestures:
+        sections.append(("Mouse and arrows", list(gestures)))
     return sections
 
 
@@ -238,15 +255,19 @@ def legend_actions(bindings: Sequence[Binding] = BINDINGS) -> list[tuple[str, st
     return [(display_key(b.keys[0]), b.legend) for b in listed]
 
 
-def check_keymap(bindings: Iterable[Binding] = BINDINGS) -> None:
-    """Raise :class:`KeymapError` when a key is bound twice (class keys included) or a binding is malformed."""
+def check_keymap(bindings: Iterable[Binding] = BINDINGS, groups: dict[str, str] | None = None) -> None:
+    """Raise :class:`KeymapError` when a key is bound twice (class keys included) or a binding is malformed.
+
+    ``groups`` are the menus the bindings may name (:data:`GROUPS` by default).
+    """
+    groups = GROUPS if groups is None else groups
     owner: dict[str, str] = {key.lower(): "class keys" for key in CLASS_KEYS}
     ids: set[str] = set()
     for item in bindings:
         if item.id in ids:
             raise KeymapError(f"command {item.id!r} is listed twice")
         ids.add(item.id)
-        if item.group not in GROUPS:
+        if item.group not in groups:
             raise KeymapError(f"command {item.id!r} is in an unknown group {item.group!r}")
         for key in item.keys:
             folded = key.lower()
@@ -255,4 +276,22 @@ def check_keymap(bindings: Iterable[Binding] = BINDINGS) -> None:
             owner[folded] = item.id
 
 
+#: The quiz window's menus (``leukview --teach``): a window of its own, so its keys are checked apart.
+QUIZ_GROUPS: dict[str, str] = {"quiz": "&Quiz", "help": "&Help"}
+
+#: The quiz window's commands. Answers are the class keys, the same keys as review
+#: (:func:`class_keys` of the quiz's classes).
+QUIZ_BINDINGS: tuple[Binding, ...] = (
+    Binding("quiz_next", "&Next", "quiz", ("Return", "Enter", "Space", "N"),
+            help="start / next cell after the feedback / a new quiz from the results", legend="next"),
+    Binding("quiz_heatmap", "Show the &heatmap", "quiz", ("H",), help="the model's map on the cell (feedback)"),
+    Binding("quiz_again", "&Repeat, favouring my errors", "quiz", ("R",),
+            help="a new quiz weighted to the classes you confused (results)", legend="repeat"),
+    Binding("quiz_finish", "&End the quiz now", "quiz", ("Esc",), help="end now: the results of the cells answered",
+            legend="end"),
+    Binding("quiz_close", "&Close", "quiz", ("Ctrl+W", "Ctrl+Q"), help="close the quiz window"),
+    Binding("quiz_shortcuts", "&Keyboard shortcuts", "help", ("F1",), help="this list"),
+)  # fmt: skip
+
 check_keymap()  # a table that binds a key twice must not ship
+check_keymap(QUIZ_BINDINGS, QUIZ_GROUPS)

@@ -43,6 +43,7 @@ from .cellinfo import provider_text
 from .dialogs import PixelSizeDialog, about_html, shortcuts_html
 from .docks import Docks
 from .edit_tools import TOOLS, EditTools
+from .explain_ui import ExplainUi
 from .exports import Exports
 from .layers import HEAT_MODE_NAMES
 from .overlays import CellOverlay
@@ -59,7 +60,7 @@ __all__ = ["GALLERY_RULE", "IMAGE_FILTER", "MainWindow", "default_sample", "sess
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.ome.tif *.ome.tiff);;Sessions (*.leukview.json);;All files (*)"
 
 
-class MainWindow(Docks, CaseUi, ReviewUi, SessionUi, AnalysisUi, Exports, QMainWindow):
+class MainWindow(Docks, CaseUi, ReviewUi, SessionUi, AnalysisUi, Exports, ExplainUi, QMainWindow):
     """The viewer.
 
     Parameters
@@ -123,10 +124,12 @@ class MainWindow(Docks, CaseUi, ReviewUi, SessionUi, AnalysisUi, Exports, QMainW
         self._build_central()
         self._build_docks()
         self._build_case()
+        self._build_explain()
         self._build_status()
         self.actions = Actions(self, self._slots())
         self.menus = self.actions.build_menus(
-            [self.overview_dock, self.layers_dock, self.review_dock, self.differential_dock, self.audit_dock],
+            [self.overview_dock, self.layers_dock, self.review_dock, self.differential_dock, self.similar_dock,
+             self.audit_dock],
             self._fill_recent,
         )
         self.menus["review"].aboutToShow.connect(self._fill_review_menu)
@@ -178,6 +181,8 @@ class MainWindow(Docks, CaseUi, ReviewUi, SessionUi, AnalysisUi, Exports, QMainW
             "shortcuts": self.show_shortcuts, "about": self.show_about,
             "open_case": self.open_case_dialog, "next_field": self.next_field,
             "previous_field": self.previous_field, "analyse_case": self.analyse_case,
+            "make_quiz": self.make_quiz, "teach": self.open_teaching, "open_quiz": self.open_quiz_file,
+            "heat_kind": self.cycle_map_kind, "similar": self.show_similar,
         }  # fmt: skip
 
     def _connect_document(self) -> None:
@@ -235,6 +240,10 @@ class MainWindow(Docks, CaseUi, ReviewUi, SessionUi, AnalysisUi, Exports, QMainW
 
     def cells(self) -> list[Cell]:
         return self.document.cells
+
+    def select_cell(self, cell_id: int | None, centre: bool = True) -> None:
+        super().select_cell(cell_id, centre)
+        self._explain_selection()  # the Similar cells panel and the occlusion map follow
 
     # ------------------------------------------------------------ messages
 
@@ -332,7 +341,7 @@ class MainWindow(Docks, CaseUi, ReviewUi, SessionUi, AnalysisUi, Exports, QMainW
         self._update_title()
         if self.session is not None:
             self.document.set_view_settings(
-                target=self.differential.target_value(), heat_mode=self.overlay.options.heat_mode,
+                target=self.differential.target_value(), heat_mode=self.layers.heat_mode,
                 heat_opacity=self.overlay.options.heat_opacity,
             )  # fmt: skip
             order = self.review.visible_order()
