@@ -1,4 +1,5 @@
-"""Start the viewer: ``leukview [IMAGE] [--screenshot OUT.png] [--models-dir DIR]``."""
+"""Start the viewer: ``leukview [IMAGE] [--screenshot OUT.png] [--models-dir DIR]``, or the
+teaching mode: ``leukview --teach [QUIZ] [--trainee NAME] [--cells N] [--timed SECONDS] [--screenshot OUT.png]``."""
 
 from __future__ import annotations
 
@@ -16,13 +17,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="leukview",
         description="Open the LeukView viewer (on IMAGE when given).",
     )
-    parser.add_argument("image", nargs="?", help="image (or <image>.leukview.json session) to open")
+    parser.add_argument("image", nargs="?", help="image (or <image>.leukview.json session) to open; with --teach, a quiz file")
     parser.add_argument(
         "--screenshot",
         metavar="OUT.png",
         help="open the window, analyse IMAGE (the bundled sample by default), save the window as a PNG and exit",
     )
     parser.add_argument("--models-dir", metavar="DIR", help="folder of installed models (default: the shipped models/)")
+    teach = parser.add_argument_group("teaching mode")
+    teach.add_argument("--teach", action="store_true",
+                       help="open a quiz: on the installed type model's reference atlas (balanced by class), or on "
+                            "the quiz file given (a trainer's, made with File > Make quiz from this case)")  # fmt: skip
+    teach.add_argument("--trainee", metavar="NAME", help="the trainee's name (answers are saved per trainee)")
+    teach.add_argument("--cells", type=int, metavar="N", help="cells per quiz (default 20; all of a quiz file's)")
+    teach.add_argument("--timed", type=float, metavar="SECONDS", help="timed mode: seconds per cell")
+    teach.add_argument("--atlas", metavar="DIR", help="quiz on this atlas (e.g. the lab's) instead of the shipped one")
     parser.add_argument(
         "--size",
         default=f"{SCREENSHOT_SIZE[0]}x{SCREENSHOT_SIZE[1]}",
@@ -137,6 +146,8 @@ def main(argv: Sequence[str]) -> int:
         print("leukview: error: --size must be WxH, at least 1280x800", file=sys.stderr)
         return 2
 
+    if args.teach:
+        return run_teach(args, size)
     if args.screenshot:
         # a screenshot needs no screen; a window flashing on one would only distract
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -173,6 +184,66 @@ def main(argv: Sequence[str]) -> int:
         window.open_case([args.image])  # a folder of fields is a case
     elif args.image:
         window.open_image(args.image)
+    return app.exec()
+
+
+def run_teach(args: argparse.Namespace, size: tuple[int, int]) -> int:
+    """``leukview --teach [QUIZ]``: the quiz window (or, with --screenshot, its question page as a PNG)."""
+    if args.timed is not None and not (0 < args.timed <= 600):
+        print("leukview: error: --timed must be between 0 and 600 seconds per cell", file=sys.stderr)
+        return 2
+    if args.cells is not None and args.cells < 1:
+        print("leukview: error: --cells must be at least 1", file=sys.stderr)
+        return 2
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif not _has_display():
+        print("leukview: error: no display to open the quiz on (DISPLAY is not set); "
+              "use --screenshot with QT_QPA_PLATFORM=offscreen", file=sys.stderr)  # fmt: skip
+        return 1
+    app = _application()
+    from leukview.core.quiz import QuizError
+
+    from .teach import QuizWindow, atlas_source, file_source, model_loader
+
+    try:
+        if args.image:
+            source, loader = file_source(args.image, args.models_dir)
+        else:
+            choice = atlas_source(args.models_dir, args.atlas)
+            source, loader = choice.source, model_loader(choice.entry, choice.atlas.model_sha256)
+    except QuizError as exc:
+        print(f"leukview: error: {exc}", file=sys.stderr)
+        return 1
+    count = args.cells if args.cells is not None else (0 if args.image else 20)
+    if args.screenshot:
+        # the user's results are neither read nor written: a fixed trainee, nothing saved
+        window = QuizWindow(source, trainee=args.trainee or "Trainee", count=count, time_limit=args.timed,
+                            classifier=loader, save=False, seed=0, interactive=False)  # fmt: skip
+        try:
+            window.resize(*size)
+            window.show()
+            app.processEvents()
+            if not window.start():
+                return 1
+            for _ in range(5):
+                app.processEvents()
+            pixmap = window.grab()
+            out = Path(args.screenshot)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if not pixmap.save(str(out), "PNG"):
+                print(f"leukview: cannot write {out}", file=sys.stderr)
+                return 1
+            print(f"leukview: screenshot {out} ({pixmap.width()}x{pixmap.height()})")
+            return 0
+        finally:
+            window.save_results = False
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+    window = QuizWindow(source, trainee=args.trainee or "", count=count, time_limit=args.timed, classifier=loader)
+    window.show()
+    window.trainee_edit.setFocus()
     return app.exec()
 
 
