@@ -48,15 +48,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import tomllib
 
 from .errors import LeukViewError
-
-if TYPE_CHECKING:
-    from .calls import Differential
 
 __all__ = [
     "CLASSES_ENV",
@@ -65,7 +62,6 @@ __all__ = [
     "CellClass",
     "ClassList",
     "ClassListError",
-    "DifferentialRow",
     "LiveMapping",
     "LiveSequence",
     "LiveSet",
@@ -75,7 +71,6 @@ __all__ = [
     "class_list_source",
     "colour_distance",
     "default_class_list",
-    "differential_rows",
     "install_class_list",
     "load_class_list",
     "parse_class_list",
@@ -469,67 +464,6 @@ def load_class_list(path: str | os.PathLike[str]) -> ClassList:
 
 
 # ---------------------------------------------------------------- the differential, by the list
-
-
-@dataclass(frozen=True)
-class DifferentialRow:
-    """One class of the differential as the report and the panel show it.
-
-    Attributes
-    ----------
-    name, display, abbreviation, colour : str
-    count : int
-        Cells of this class (model labels that are its aliases included).
-    percent : float or None
-        Of the white-cell total; None for classes counted apart, or no total.
-    per_100_wbc : float or None
-        For classes reported per 100 white cells (NRBC).
-    counted : bool
-        Part of the white-cell total.
-    """
-
-    name: str
-    display: str
-    abbreviation: str
-    colour: str
-    count: int
-    percent: float | None
-    per_100_wbc: float | None
-    counted: bool
-
-
-def differential_rows(diff: Differential) -> tuple[list[DifferentialRow], list[DifferentialRow]]:
-    """The differential's rows in the list's clinical order: (in the white-cell total, counted apart).
-
-    Model labels that are aliases of a class are counted in its row; classes
-    the list does not count in the total (smudge cells, NRBC, platelets,
-    artefacts) come apart, NRBC also per 100 white cells.
-    """
-    from .calls import NON_LEUKOCYTE, class_colour, display_name  # calls reads this module
-
-    lab = active_classes()
-    folded: dict[str, int] = {}
-    for name in diff.classes:
-        canonical = lab.canonical(name)
-        folded[canonical] = folded.get(canonical, 0) + diff.counts.get(name, 0)
-    total = diff.leukocytes
-    counted: list[DifferentialRow] = []
-    apart: list[DifferentialRow] = []
-    for name, count in folded.items():
-        known = lab.get(name)
-        in_total = name not in NON_LEUKOCYTE
-        row = DifferentialRow(
-            name=name,
-            display=display_name(name),
-            abbreviation=abbreviation(name),
-            colour=class_colour(name),
-            count=count,
-            percent=100.0 * count / total if in_total and total else None,
-            per_100_wbc=100.0 * count / total if known is not None and known.per_100_wbc and total else None,
-            counted=in_total,
-        )
-        (counted if in_total else apart).append(row)
-    return counted, apart
 
 
 # ---------------------------------------------------------------- live views

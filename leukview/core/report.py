@@ -35,9 +35,11 @@ from .calibration import Calibration
 from .calls import (
     FLAG_COLOUR,
     Differential,
+    DifferentialRow,
     call_cell,
     class_rgb,
     differential_count,
+    differential_rows,
     display_name,
     flag_models,
     review_cells,
@@ -45,7 +47,7 @@ from .calls import (
     review_order,
 )
 from .cells import Cell
-from .classes import DifferentialRow, abbreviation, active_classes, differential_rows
+from .classes import abbreviation, active_classes
 from .errors import SessionError
 from .labels import LabelRequest, place_labels
 from .preprocess import CropRule, crop_cell

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QPointF, QRectF, Qt, QUrl
@@ -68,7 +68,13 @@ from leukview.core.session import REPORT_FIELDS, ReportFields, current_user
 if TYPE_CHECKING:
     from leukview.core.document import ReviewDocument
 
-    from .exports import Exports
+
+class PdfExporter(Protocol):
+    """What :func:`report_dialog` needs of the window (gui.exports' mixin), named without importing it."""
+
+    document: ReviewDocument
+
+    def export_pdf(self, path: str | None = None, heatmap: bool = False) -> Path | None: ...
 
 
 def render_scene(scene: QGraphicsScene, source: QRectF, max_side: int = 4096) -> QImage:
@@ -594,7 +600,7 @@ class ReportDialog(QDialog):
         self.reject()
 
 
-def report_dialog(window: Exports, parent: QWidget | None = None) -> Path | None:
+def report_dialog(window: PdfExporter, parent: QWidget | None = None) -> Path | None:
     """Ask for the case fields and the sign-off, then write the PDF (the window's export)."""
     if window.document.session is None:
         return None

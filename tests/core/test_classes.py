@@ -15,6 +15,7 @@ from leukview.core.calls import (
     NON_LEUKOCYTE,
     class_colour,
     differential_count,
+    differential_rows,
     display_name,
     review_classes,
 )
@@ -29,7 +30,6 @@ from leukview.core.classes import (
     class_list_source,
     colour_distance,
     default_class_list,
-    differential_rows,
     install_class_list,
     load_class_list,
     parse_class_list,
