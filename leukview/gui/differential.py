@@ -21,8 +21,13 @@ from PySide6.QtWidgets import (
 )
 
 from leukview.core.analysis import ModelRun
-from leukview.core.calls import Differential, differential_count, flag_models
-from leukview.core.classes import DifferentialRow, differential_rows
+from leukview.core.calls import (
+    Differential,
+    DifferentialRow,
+    differential_count,
+    differential_rows,
+    flag_models,
+)
 from leukview.core.keymap import class_keys
 
 from .cellinfo import class_colour
@@ -103,7 +108,7 @@ class DifferentialPanel(QWidget):
     def update_counts(self, diff: Differential, models: Sequence[ModelRun], classes: Sequence[str]) -> None:
         """Show a differential (:func:`leukview.core.calls.differential_count`).
 
-        Rows come in the class list's clinical order (:func:`leukview.core.classes.differential_rows`):
+        Rows come in the class list's clinical order (:func:`leukview.core.calls.differential_rows`):
         the classes in the white-cell total with count and percent, the total, then
         the classes counted apart (NRBC also per 100 white cells), the unclassified.
         Classes without a cell are listed only when :attr:`show_all` is ticked.
