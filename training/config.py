@@ -136,6 +136,8 @@ class Config:
     openset: dict[str, Any] = field(default_factory=dict)
     # auxiliary attribute head (training.attributes): {"root": "wbcatt", "weight": 0.3, "exclude": [...]}
     attributes: dict[str, Any] = field(default_factory=dict)
+    # start from an exported model folder instead of ImageNet (training.warmstart); needs batchnorm = "frozen"
+    init: str | None = None
     licence: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)

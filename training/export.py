@@ -52,22 +52,26 @@ PARITY_TOLERANCE = 1e-4
 
 
 class _Graph(nn.Module):
-    """What is exported: logits and features (and pooled features for a tree head)."""
+    """What is exported: logits and features (pooled features for a tree head; the open-set score)."""
 
-    def __init__(self, model: CellNet, pooled: bool = False) -> None:
+    def __init__(self, model: CellNet, pooled: bool = False, openset: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
         self.with_pooled = pooled
+        self.openset = openset
 
     def forward(self, x: torch.Tensor):
         logits, features = self.model(x)
+        out = [logits, features]
         if self.with_pooled:
-            return logits, features, self.model.pooled(features)
-        return logits, features
+            out.append(self.model.pooled(features))
+        if self.openset is not None:
+            out.append(self.openset(self.model.pooled(features)))
+        return tuple(out)
 
 
 def export_network(model: CellNet, path: str | os.PathLike[str], input_size: int, pooled: bool = False,
-                   opset: int = OPSET) -> Path:
+                   opset: int = OPSET, openset: nn.Module | None = None) -> Path:
     """Export a :class:`CellNet` to ONNX with a dynamic batch.
 
     Parameters
@@ -79,6 +83,9 @@ def export_network(model: CellNet, path: str | os.PathLike[str], input_size: int
     pooled : bool
         Add a third output ``pooled`` (N, C): the averaged features.
     opset : int
+    openset : nn.Module, optional
+        Pooled features (N, C) -> one score per cell (:class:`training.openset.OpenSetHead`),
+        exported as the output ``atypicality`` (N,).
 
     Returns
     -------
@@ -86,8 +93,8 @@ def export_network(model: CellNet, path: str | os.PathLike[str], input_size: int
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graph = _Graph(static_padding(model, input_size), pooled).eval()
-    names = ["logits", "features"] + (["pooled"] if pooled else [])
+    graph = _Graph(static_padding(model, input_size), pooled, openset).eval()
+    names = ["logits", "features"] + (["pooled"] if pooled else []) + (["atypicality"] if openset is not None else [])
     dummy = torch.zeros(2, 3, input_size, input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -249,6 +256,20 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> Path:
     return dst
 
 
+def openset_parity(model: CellNet, head: nn.Module, onnx_path: Path, batch: np.ndarray) -> float:
+    """Largest relative difference of the ONNX open-set score from torch's (float64 network)."""
+    got = session(onnx_path).run(["atypicality"], {"input": batch})[0].reshape(-1)
+    exact = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        _, features = exact(torch.from_numpy(batch).double())
+        want = copy.deepcopy(head).double()(exact.pooled(features)).numpy().reshape(-1)
+    return float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-6)))
+
+
+def write_json_file(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -314,12 +335,19 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "model.onnx"
     tree_head = booster is not None
+    prepared = prepare(config, run_dir, progress=False)
+    head = openset_block = None
+    if config.openset:
+        from .openset import OpenSetHead, fit_openset
+
+        fit, openset_block = fit_openset(model, config, prepared)
+        head = OpenSetHead(fit).eval()
+        write_json_file(run_dir / "openset.json", openset_block)
     with tempfile.TemporaryDirectory() as tmp:
         net_path = export_network(model, Path(tmp) / "net.onnx" if tree_head else onnx_path, config.input_size,
-                                  pooled=tree_head)
+                                  pooled=tree_head, openset=head)
         if tree_head:
             attach_xgboost(net_path, booster, model.num_features, onnx_path)
-    prepared = prepare(config, run_dir, progress=False)
     test = prepared.index["test"]
     pick = test if len(test) else prepared.index["train"]
     sample = prepared.crops.crops[pick[:64]]
@@ -336,6 +364,11 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         if failed:
             raise LeukViewError(f"ONNX and torch disagree (max abs diff {diffs}, from float64 {exact}) > "
                                 f"{PARITY_TOLERANCE}", onnx_path)
+        if head is not None:  # the open-set score: relative difference, the scores are about 1 to 100
+            report["parity_max_abs_diff"]["atypicality"] = openset_parity(model, head, onnx_path, batch)
+            if report["parity_max_abs_diff"]["atypicality"] > 1e-3:
+                raise LeukViewError(f"ONNX and torch disagree on the open-set score ({report['parity_max_abs_diff']})",
+                                    onnx_path)
         if tree_head:  # trees: compare probabilities with XGBoost itself
             from .train import scores_of
 
@@ -347,6 +380,7 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     if int8:
         report["int8"] = int8_report(onnx_path, run_dir, config, prepared, "probabilities" if tree_head else "logits")
     spec = make_spec(config, model, result, report, onnx_path, tree_head, command)
+    spec.openset = openset_block
     (out_dir / "model.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n", encoding="utf-8")
     read_sidecar(out_dir / "model.json")  # what the app will read
     # the resolved configuration this model was trained with (the file in training/configs may move on)
@@ -521,6 +555,17 @@ def model_card(spec: ModelSpec, config: Config, result: dict[str, Any], report: 
             if v["support"] or v["precision"]:
                 lines.append(f"| {cls} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
         lines += ["", f"Confusion matrix (rows true, columns predicted; classes {m.get('classes')}): `{m.get('confusion')}`"]
+    if spec.openset:
+        o = spec.openset
+        lines += [
+            "", "## Atypical cells (open-set score)", "",
+            f"The graph's output `{o['output']}` is the {o['score']} score of each cell: {o['fitted_on']}. "
+            f"Threshold {o['threshold']:.4f} ({o['threshold_on']}); over it the app flags the cell `atypical`, "
+            "sends it to the reviewer first and counts it as \"unclassified (review)\" until someone decides.",
+            "", "| cells | flagged atypical |", "|---|---|",
+        ]
+        for name, value in o.get("flagged_fraction", {}).items():
+            lines.append(f"| {name} | {value:.1%} |")
     if "int8" in report:
         q = report["int8"]
         lines += [

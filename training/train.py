@@ -315,8 +315,14 @@ def fit(config: Config, run_dir: Path, prepared: Prepared, fresh: bool = False, 
     random.seed(t.seed)
     model = build_model(config.model, k, config.input_size, config.weights, log.info, config.colour_norm)
     spec = model.info.freeze_default if t.freeze == "default" else t.freeze
+    if config.init:
+        from .warmstart import load_exported
+
+        if t.batchnorm != "frozen":
+            raise LeukViewError("init (an exported model's folded weights) needs [train] batchnorm = 'frozen'")
+        load_exported(model, repo_path(config.init), config.classes)
     n_frozen = freeze(model, spec)
-    if t.batchnorm == "frozen":  # every BatchNorm keeps its ImageNet statistics
+    if t.batchnorm == "frozen":  # every BatchNorm keeps its statistics (ImageNet's, or the exported model's)
         model.apply(_mark_frozen)
     log.info("model %s: %.2f M parameters, %.2f M frozen (freeze=%s), colour_norm=%s, batchnorm=%s", config.model,
              count_parameters(model) / 1e6, n_frozen / 1e6, spec, config.colour_norm, t.batchnorm)

@@ -108,11 +108,11 @@ def test_tiny_soup_trains_averages_and_exports(tiny_cnmc_config, tmp_path: Path)
         make_soup(str(config_path), tmp_path / "soup2", progress=False)
 
 
-def test_shipped_wbc_soup_config_differs_only_in_augmentation_and_schedule(repo_root: Path) -> None:
-    """The shipped wbc-type config's ingredients parse, and each changes only [augment] or [train]."""
+def test_wbc_1x_soup_config_differs_only_in_augmentation_and_schedule(repo_root: Path) -> None:
+    """wbc-type 1.3.0's config (the soup 2.0.0 starts from) parses, and each ingredient changes only [augment] or [train]."""
     from training.soup import ingredient_configs
 
-    config, ingredients = ingredient_configs(str(repo_root / "training/configs/wbc-type.toml"))
+    config, ingredients = ingredient_configs(str(repo_root / "training/configs/wbc-type-1.x.toml"))
     assert ingredients[0][0] == "base" and len(ingredients) >= 3
     assert set(config.soup["select_on"]) <= {"val", *(e["name"] for e in config.eval_data)}
     for name, ingredient in ingredients:
