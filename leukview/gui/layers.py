@@ -175,6 +175,12 @@ class LayersPanel(QWidget):
     def _map_kind_changed(self, _index: int) -> None:
         # the overlay draws CAMs only: while occlusion is chosen its own maps are off
         self.overlay.options.heat_mode = self.heat_mode if self.kind == "cam" else "off"
+        if self.kind == "occlusion":
+            self._cam_note = self.heat_note.text()
+            self.heat_note.setText("Red: where greying out part of the cell lowers the model's call most "
+                                   "(computed for the selected cell; a fraction of a second).")  # fmt: skip
+        elif getattr(self, "_cam_note", None) is not None:
+            self.heat_note.setText(self._cam_note)
         self.overlay.apply_options()
         self.map_kind_changed.emit(self.kind)
 

@@ -3,11 +3,11 @@
 ``python -m leukview.gui.teach.screenshots OUT_DIR [IMAGE] [--models-dir DIR]``
 writes, offscreen, with the installed models and their default atlases:
 
-``9-similar-cells`` (the Similar cells panel on the first white cell in
-review order), ``10-occlusion`` (its occlusion map as the heatmap),
-``11-quiz-question`` (a timed quiz on the reference atlas),
-``12-quiz-feedback`` (a wrong answer's feedback: reference label, map,
-similar cells) and ``13-quiz-results`` (score by class, confusion table).
+``14-similar-cells`` (the Similar cells panel on the first white cell in
+review order), ``15-occlusion`` (its occlusion map as the heatmap),
+``16-quiz-question`` (a timed quiz on the reference atlas),
+``17-quiz-feedback`` (a wrong answer's feedback: reference label, map,
+similar cells) and ``18-quiz-results`` (score by class, confusion table).
 
 Nothing is written beside the image, the user's settings are not read, and
 the quiz's trainee file goes to a temporary folder.
@@ -61,7 +61,7 @@ def main_window_states(out_dir: Path, image: Path | None, models_dir: str | None
     window.view.centerOn(QPointF(*cell.centroid))
     settle()
     print(f"similar cells: {window.similar.last_seconds}")
-    _save(window, out_dir / "9-similar-cells.png")
+    _save(window, out_dir / "14-similar-cells.png")
 
     window.set_heat_mode("selected")
     window.layers.set_map_kind("occlusion")
@@ -72,7 +72,7 @@ def main_window_states(out_dir: Path, image: Path | None, models_dir: str | None
         print("no occlusion map", file=sys.stderr)
         return 1
     print(f"occlusion map: {window.occlusion.seconds:.2f} s")
-    _save(window, out_dir / "10-occlusion.png")
+    _save(window, out_dir / "15-occlusion.png")
     window.close()
     app.processEvents()
     return 0
@@ -85,17 +85,18 @@ def quiz_states(out_dir: Path, models_dir: str | None) -> int:
 
     app = _application()
     choice = atlas_source(models_dir)
+    now = [1000.0]  # a clock of our own: the answers take a plausible time, one runs out
     with tempfile.TemporaryDirectory() as trainees:
         window = QuizWindow(choice.source, trainee="A. Trainee", count=10, time_limit=20,
                             classifier=model_loader(choice.entry, choice.atlas.model_sha256),
-                            folder=trainees, seed=3, interactive=False)  # fmt: skip
+                            folder=trainees, seed=3, interactive=False, clock=lambda: now[0])  # fmt: skip
         window.resize(*SIZE)
         window.show()
         app.processEvents()
         window.start()
         for _ in range(5):
             app.processEvents()
-        _save(window, out_dir / "11-quiz-question.png")
+        _save(window, out_dir / "16-quiz-question.png")
         assert window.quiz is not None and window.run is not None
         classes = window.quiz.classes
         # a plausible trainee: right on most cells, a lymphocyte/monocyte mix-up, one timed out
@@ -107,15 +108,20 @@ def quiz_states(out_dir: Path, models_dir: str | None) -> int:
                 given = wrong
             else:
                 given = item.label
-            window.answer(given)
+            if n == 5:
+                now[0] += 21.0
+                window._tick()  # the time is up on this one
+            else:
+                now[0] += 3.0 + (n * 7) % 9
+                window.answer(given)
             if n == 0:
                 for _ in range(5):
                     app.processEvents()
-                _save(window, out_dir / "12-quiz-feedback.png")
+                _save(window, out_dir / "17-quiz-feedback.png")
             window.next()
         for _ in range(5):
             app.processEvents()
-        _save(window, out_dir / "13-quiz-results.png")
+        _save(window, out_dir / "18-quiz-results.png")
         window.close()
         app.processEvents()
     return 0

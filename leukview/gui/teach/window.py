@@ -645,8 +645,9 @@ class QuizWindow(QMainWindow):
         pairs = result.confused_pairs()[:3]
         if pairs:
             lines.append("Most confused: " + "; ".join(
-                f"{html.escape(display_name(t))} taken for {html.escape(display_name(a) if a != NO_ANSWER else 'no answer')}"
-                f" ({c})" for t, a, c in pairs))  # fmt: skip
+                f"{html.escape(display_name(t))} " + ("not answered in time" if a == NO_ANSWER else
+                                                      f"taken for {html.escape(display_name(a))}") + f" ({c})"
+                for t, a, c in pairs))  # fmt: skip
         self.score.setText("<br>".join(lines))
         self._fill_class_table(result)
         self._fill_confusion(result)
