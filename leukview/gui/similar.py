@@ -375,6 +375,8 @@ class SimilarCells(QObject):
 
     def refresh(self) -> None:
         """Search for the selected cell now (a few tens of ms once the models are loaded)."""
+        if not self.panel.isVisible():
+            return  # a hidden panel costs nothing: it searches when shown (the dock's visibility)
         cell_id, source = self.selected(), self.source()
         if self.document.session is None or cell_id is None or source is None:
             self.panel.show_message("Select a white cell to see the reference cells most like it.")

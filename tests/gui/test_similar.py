@@ -148,7 +148,7 @@ def test_occlusion_map_on_demand_beside_the_cam(qtbot, make_window, analysed, at
     assert found.kind == "occlusion" and found.grid.shape == (spec.input_size, spec.input_size)
     assert found.box == pytest.approx(tuple(float(v) for v in crop_box(cell, spec.crop)))
     assert found.box == pytest.approx(cell.predictions[model].cam_box)  # placed like the CAM
-    assert 0.0 <= found.grid.min() and found.grid.max() <= 1.0
+    assert found.grid.min() >= 0.0 and found.grid.max() <= 1.0
     # cached: selecting away and back shows it at once, without computing again
     other = next((c.id for c in window.document.cells if c.kind == "wbc" and c.id != cell_id), None)
     if other is not None:
