@@ -331,10 +331,23 @@ def _windows(
         min_nucleus_area=params.min_wbc_nucleus_area,
         lobe_merge_distance=params.lobe_merge_distance,
     )
-    owned = [i for i, c in enumerate(candidates) if tile.owns(*c.centroid)]
-    result.candidates = len(owned)
     pad = plan.tiling.window_pad * d
     zone = plan.tiling.zone * d
+    # Candidates within reach of one cell (their boxes less than two zones apart) form a group,
+    # owned by the tile whose core holds the centroid of its first candidate in reading order.
+    # Every tile whose read holds a group sees the same group, so exactly one tile analyses it,
+    # and a cell found in two windows (of two tiles) is never kept twice, as it would be if each
+    # window's own centroid of the cell, a pixel off from the other's, decided.
+    grown = [(c.box[0] - zone, c.box[1] - zone, c.box[2] + zone, c.box[3] + zone) for c in candidates]
+    group_of: dict[int, int] = {}
+    owned: list[int] = []
+    for number, group in enumerate(_clusters(grown)):
+        for k in group:
+            group_of[k] = number
+        first = min(group, key=lambda k: (candidates[k].centroid[1], candidates[k].centroid[0]))
+        if tile.owns(*candidates[first].centroid):
+            owned.extend(group)
+    result.candidates = len(owned)
     boxes = [
         (
             candidates[i].box[0] - pad,
@@ -346,15 +359,15 @@ def _windows(
     ]
     kept: list[Cell] = []
     pieces: list[tuple[int, int, np.ndarray]] = []
-    for group in _clusters(boxes):
+    for cluster in _clusters(boxes):
         checkpoint(None, should_cancel, 0.0, "")
-        x0 = max(int(math.floor(min(boxes[k][0] for k in group))), 0)
-        y0 = max(int(math.floor(min(boxes[k][1] for k in group))), 0)
-        x1 = min(int(math.ceil(max(boxes[k][2] for k in group))), plan.width)
-        y1 = min(int(math.ceil(max(boxes[k][3] for k in group))), plan.height)
+        x0 = max(int(math.floor(min(boxes[k][0] for k in cluster))), 0)
+        y0 = max(int(math.floor(min(boxes[k][1] for k in cluster))), 0)
+        x1 = min(int(math.ceil(max(boxes[k][2] for k in cluster))), plan.width)
+        y1 = min(int(math.ceil(max(boxes[k][3] for k in cluster))), plan.height)
         if x1 <= x0 or y1 <= y0:
             continue
-        members = {owned[k] for k in group}
+        members = {group_of[owned[k]] for k in cluster}
         window = slide.read_region(x0, y0, x1 - x0, y1 - y0, 0)
         result.windows += 1
         result.window_pixels += (x1 - x0) * (y1 - y0)
@@ -363,7 +376,7 @@ def _windows(
         for cell in found:
             x, y = cell.centroid[0] + x0, cell.centroid[1] + y0
             nearest = _nearest(candidates, x, y)
-            if nearest is not None and nearest in members and candidates[nearest].distance(x, y) <= zone:
+            if nearest is not None and group_of[nearest] in members and candidates[nearest].distance(x, y) <= zone:
                 mine.append(cell)
         if mine:
             _offset(mine, x0, y0)
