@@ -16,8 +16,9 @@ Pipeline (:func:`analyse_slide`)
    less of the pixels), each candidate's window (its stain plus one red-cell
    diameter) is read at full resolution, segmented and its white cells
    classified; a cell found in a window is kept when its nearest candidate
-   is the tile's own (a candidate belongs to the tile whose core holds its
-   centroid), so no cell is kept twice. Red cells and platelets are
+   belongs to a group the tile owns (candidates within reach of one cell form
+   a group, owned by the tile whose core holds its first candidate's
+   centroid; every tile sees the same groups), so no cell is kept twice. Red cells and platelets are
    segmented on one tile in ``rbc_every`` at full resolution (cells whose
    centroid lies in the core) and extrapolated by area, which cells.json
    says. ``full`` mode segments every tile at full resolution instead (cells

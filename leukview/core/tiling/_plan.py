@@ -54,7 +54,8 @@ class TilingParams:
         A white cell's window reaches this many red-cell diameters beyond its stain.
     zone : float
         A cell found in a window belongs to the nearest candidate within this
-        many red-cell diameters, and is kept only when that candidate is the tile's.
+        many red-cell diameters, and is kept only when that candidate's group is
+        the tile's (candidates less than two zones apart are one group).
     """
 
     tile_size: int = 2048
