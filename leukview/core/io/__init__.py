@@ -151,9 +151,10 @@ from ._limits import (
     max_pixels_limit,
     max_read_bytes_limit,
 )
+from ._open_slide import open_slide
 from ._read import image_info, read_image, read_region
+from ._slide import SLIDE_SUFFIXES, Slide, is_slide_file  # whole slides: see _slide
 from ._sniff import SUPPORTED_SUFFIXES, is_supported
-from ._slide import SLIDE_SUFFIXES, Slide, is_slide_file, open_slide  # whole slides: see _slide
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

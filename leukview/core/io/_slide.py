@@ -1,4 +1,4 @@
-"""One reader interface for whole-slide images: :class:`Slide` and :func:`open_slide`.
+"""One reader interface for whole-slide images: :class:`Slide` (opened by :func:`._open_slide.open_slide`).
 
 A slide is a pyramid: level 0 at full resolution, coarser levels below it,
 each with its size and its downsample from level 0, a pixel size, vendor
@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import ImageReadError
 from ._limits import MAX_PIXELS_ENV, max_pixels_limit
 
-__all__ = ["SLIDE_SUFFIXES", "Slide", "is_slide_file", "open_slide"]
+__all__ = ["SLIDE_SUFFIXES", "ImageSlide", "Slide", "is_slide_file"]
 
 #: Suffixes of whole-slide formats (and TIFF, which may hold one).
 SLIDE_SUFFIXES = (
@@ -337,60 +337,6 @@ class ImageSlide(Slide):
 
     def close(self) -> None:
         self._pixels = None
-
-
-def open_slide(path: str | os.PathLike[str]) -> Slide:
-    """Open any slide or image LeukView reads, with the backend that reads it best.
-
-    Parameters
-    ----------
-    path : str or path-like
-        A whole-slide file (``.svs``, ``.ndpi``, ``.mrxs``, ``.dcm``, tiled
-        TIFF, ...), an OME-TIFF, or a plain image.
-
-    Returns
-    -------
-    Slide
-
-    Raises
-    ------
-    ImageReadError
-        Missing, not a slide or image, or damaged (OpenSlide's reason is given).
-    """
-    from ._openslide import OpenSlideSlide, detect_vendor
-    from ._slide_tiff import TiffSlide, tiff_level_count
-
-    file = Path(os.fspath(path))
-    if not file.exists():
-        raise ImageReadError("no such file", file)
-    if not file.is_file():
-        raise ImageReadError("not a regular file", file)
-    vendor = detect_vendor(file)
-    refused: ImageReadError | None = None
-    if vendor is not None:
-        tiff_levels = tiff_level_count(file) if vendor == "generic-tiff" else None
-        if tiff_levels is None or tiff_levels[0] != "OME-TIFF":
-            try:
-                slide: Slide = OpenSlideSlide(file, vendor)
-            except ImageReadError as exc:
-                if tiff_levels is None:
-                    raise
-                refused = exc  # a generic TIFF: tifffile may still read it
-            else:
-                if tiff_levels is None or tiff_levels[1] <= slide.level_count:
-                    return slide
-                slide.close()  # tifffile sees a pyramid (SubIFDs) OpenSlide does not
-    from ._sniff import open_check
-
-    file, fmt = open_check(file)
-    if fmt != "TIFF":
-        return ImageSlide(file, fmt)
-    try:
-        return TiffSlide(file)
-    except ImageReadError as exc:
-        if refused is None:
-            raise
-        raise ImageReadError(f"{refused.reason}; tifffile cannot read it either ({exc.reason})", file) from exc
 
 
 def level_for(slide: Slide, downsample: float) -> tuple[int, float]:
