@@ -23,6 +23,10 @@ the area under that curve is compared with random orders.
 The CAM functions are pure: they take arrays and return new arrays. The
 occlusion and deletion functions run a model (a :class:`Classifier`, or
 any ``predict(batch) -> probabilities`` callable).
+
+Length (~700 lines): CAMs, occlusion maps and the deletion curve that checks both
+share one map type and one coordinate rule (the crop's box); split only if a
+third kind of map joins them.
 """
 
 from __future__ import annotations

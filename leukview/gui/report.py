@@ -5,6 +5,9 @@ with ``leukview report``); this module lays its blocks out on A4 pages
 (:class:`ReportLayout`: a block is never split over two pages, the signature
 never alone on one, the snapshot fitted whole into the space left, the cell
 images by class in a grid) and prints them to a PDF.
+
+Length (~630 lines): the A4 layout (paging rules) and the report dialog are the two
+Qt halves of one export; what the report says is in core.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The review panel: cell table (sort, filter), gallery by class, keys, progress."""
+"""The review panel: cell table (sort, filter), gallery by class, keys, progress.
+
+Length (~610 lines): the table model, its filter and the panel that holds them
+are one widget; the gallery is apart (gallery.py).
+"""
 
 from __future__ import annotations
 

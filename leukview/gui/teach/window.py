@@ -9,6 +9,9 @@ confusion table, where they were saved). The flow and the scoring are
 (:class:`leukview.core.quiz.TraineeRecord`) and the next quiz favours the
 classes the trainee confused. Every key comes from
 :data:`leukview.core.keymap.QUIZ_BINDINGS` and :func:`~leukview.core.keymap.class_keys`.
+
+Length (~730 lines): four pages of one keyboard flow; each page is small, and
+splitting them would spread one state machine over several files.
 """
 
 from __future__ import annotations
