@@ -103,7 +103,7 @@ def locate_candidates(
     low: np.ndarray,
     *,
     scale: float,
-    offset: tuple[int, int],
+    offset: tuple[float, float],
     background: np.ndarray,
     nucleus_threshold: float,
     rbc_diameter_low: float,

@@ -368,8 +368,10 @@ def plan_slide(
     tiles = tuple(t.index for t in grid.tiles() if overview.covers(*t.core))
     sampled = tuple(index for k, index in enumerate(tiles) if k % tiling.rbc_every == 0)
 
-    scale = max(1.0, d / LOCATE_RBC_PX)
-    level = slide.best_level(scale)
+    want = max(1.0, d / LOCATE_RBC_PX)
+    level = slide.best_level(want)
+    # a whole shrink factor of that level, so every tile's low-resolution pixels are the same pixels
+    scale = slide.downsamples[level] * max(1, int(round(want / slide.downsamples[level])))
     lows = [_read_scaled(slide, *r, scale, level) for r in regions]
     background = np.asarray(overview.background, np.float64)
     nuclear_values, density_values = [], []

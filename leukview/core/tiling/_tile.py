@@ -134,36 +134,48 @@ def _offset(cells: Sequence[Cell], dx: int, dy: int) -> None:
             pred.cam, pred.cam_box = None, None
 
 
-def _read_low(slide: Slide, plan: SlidePlan, rect: tuple[int, int, int, int]) -> tuple[np.ndarray, float, float]:
-    """A level-0 rectangle at the locate scale, and the level-0 pixels per pixel along x and y."""
+def _read_low(
+    slide: Slide, plan: SlidePlan, rect: tuple[int, int, int, int]
+) -> tuple[np.ndarray, tuple[float, float], float]:
+    """A level-0 rectangle (or a little more) at the locate scale, on the slide's own pixel grid.
+
+    The locate level is shrunk by a whole factor ``k`` (block means), from a
+    level pixel that is a multiple of ``k``: every tile's low-resolution pixels
+    are the same pixels where their reads overlap, so they find the same candidates.
+
+    Returns
+    -------
+    low : ndarray of uint8, shape (h, w, 3)
+    offset : (x, y)
+        Level-0 position of ``low``'s top-left corner.
+    scale : float
+        Level-0 pixels per pixel of ``low``.
+    """
     x0, y0, x1, y1 = rect
-    level, scale = plan.locate_level, plan.locate_scale
+    level = plan.locate_level
     ds = slide.downsamples[level]
-    lx, ly = int(math.floor(x0 / ds)), int(math.floor(y0 / ds))
-    lw = max(1, int(math.ceil(x1 / ds)) - lx)
-    lh = max(1, int(math.ceil(y1 / ds)) - ly)
-    region = slide.read_region(lx, ly, lw, lh, level)
-    out_w = max(1, int(round((x1 - x0) / scale)))
-    out_h = max(1, int(round((y1 - y0) / scale)))
-    # the level's pixels from (lx*ds, ly*ds): crop to the rectangle while shrinking
-    cx0, cy0 = x0 / ds - lx, y0 / ds - ly
-    cw, ch = (x1 - x0) / ds, (y1 - y0) / ds
-    if abs(cx0) > 0.5 or abs(cy0) > 0.5 or abs(cw - lw) > 0.5 or abs(ch - lh) > 0.5:
-        region = region[int(cy0) : int(cy0) + max(1, int(round(ch))), int(cx0) : int(cx0) + max(1, int(round(cw)))]
-    if region.shape[1] != out_w or region.shape[0] != out_h:
-        region = cv2.resize(region, (out_w, out_h), interpolation=cv2.INTER_AREA)
-    return region, (x1 - x0) / out_w, (y1 - y0) / out_h
+    k = max(1, int(round(plan.locate_scale / ds)))
+    lx0, ly0 = (int(math.floor(x0 / ds)) // k) * k, (int(math.floor(y0 / ds)) // k) * k
+    lx1, ly1 = -(-int(math.ceil(x1 / ds)) // k) * k, -(-int(math.ceil(y1 / ds)) // k) * k
+    region = slide.read_region(lx0, ly0, lx1 - lx0, ly1 - ly0, level)
+    if k > 1:
+        region = cv2.resize(region, ((lx1 - lx0) // k, (ly1 - ly0) // k), interpolation=cv2.INTER_AREA)
+    return region, (lx0 * ds, ly0 * ds), k * ds
 
 
-def _blocks(plan: SlidePlan, tile: Tile, sx: float, sy: float) -> list[tuple[int, int, int, int, int, int]]:
+def _blocks(
+    plan: SlidePlan, tile: Tile, offset: tuple[float, float], scale: float
+) -> list[tuple[int, int, int, int, int, int]]:
     """The density blocks of a tile's core, in pixels of its low-resolution read."""
     b = plan.block
+    ox, oy = offset
     out = []
     for by in range(tile.y0 // b, math.ceil(tile.y1 / b)):
         for bx in range(tile.x0 // b, math.ceil(tile.x1 / b)):
-            x0, y0 = bx * b - tile.rx0, by * b - tile.ry0
-            x1, y1 = min((bx + 1) * b, tile.x1) - tile.rx0, min((by + 1) * b, tile.y1) - tile.ry0
-            out.append((bx, by, int(x0 / sx), int(y0 / sy), int(math.ceil(x1 / sx)), int(math.ceil(y1 / sy))))
+            x0, y0 = bx * b - ox, by * b - oy
+            x1, y1 = min((bx + 1) * b, tile.x1) - ox, min((by + 1) * b, tile.y1) - oy
+            out.append((bx, by, max(int(x0 / scale), 0), max(int(y0 / scale), 0),
+                        int(math.ceil(x1 / scale)), int(math.ceil(y1 / scale))))
     return out
 
 
@@ -264,21 +276,21 @@ def analyse_tile(
         s = plan.locate_scale
         size = (max(1, int(round(full.shape[1] / s))), max(1, int(round(full.shape[0] / s))))
         low = cv2.resize(full, size, interpolation=cv2.INTER_AREA)
-        sx, sy = full.shape[1] / size[0], full.shape[0] / size[1]
+        offset, scale = (float(tile.rx0), float(tile.ry0)), (full.shape[1] / size[0] + full.shape[0] / size[1]) / 2
     else:
-        low, sx, sy = _read_low(slide, plan, tile.read)
+        low, offset, scale = _read_low(slide, plan, tile.read)
     del full
-    bg = local_background(low, background)
     result.density = block_density(
         low,
-        background=bg,
+        background=local_background(low, background),
         cell_threshold=plan.cell_threshold,
         overlap_threshold=plan.overlap_threshold,
-        blocks=_blocks(plan, tile, sx, sy),
+        blocks=_blocks(plan, tile, offset, scale),
     )
 
     if plan.tiling.locate == "lowres":
-        wbc = _windows(slide, classifiers, plan, tile, low, (sx + sy) / 2.0, bg, params, result, should_cancel)
+        # the slide's glass colour, not the tile's: every tile must see the same candidates
+        wbc = _windows(slide, classifiers, plan, tile, low, offset, scale, background, params, result, should_cancel)
 
     wbc.sort(key=lambda c: (c.centroid[1], c.centroid[0]))
     others.sort(key=lambda c: (CELL_KINDS.index(c.kind), c.centroid[1], c.centroid[0]))
@@ -308,6 +320,7 @@ def _windows(
     plan: SlidePlan,
     tile: Tile,
     low: np.ndarray,
+    offset: tuple[float, float],
     scale: float,
     background: np.ndarray,
     params: Any,
@@ -324,7 +337,7 @@ def _windows(
     candidates = locate_candidates(
         low,
         scale=scale,
-        offset=(tile.rx0, tile.ry0),
+        offset=offset,
         background=background,
         nucleus_threshold=plan.nucleus_threshold,
         rbc_diameter_low=d / scale,
