@@ -21,7 +21,17 @@ Search is exact (numpy) unless the atlas has a faiss index
 app works without faiss.
 """
 
-from ._atlas import (
+from ._atlas import Atlas, default_atlas_dir, load_default_atlas
+from ._embed import (
+    THUMBNAIL_SIZE,
+    cell_crops,
+    crop_hash,
+    embed_cells,
+    embed_crops,
+    embedding_dim,
+    pooled_embeddings,
+)
+from ._format import (
     ATLAS_FILE,
     CELLS_FILE,
     DEFAULT_ATLAS_DIR,
@@ -33,21 +43,9 @@ from ._atlas import (
     SCHEMA_VERSION,
     THUMBNAILS_FILE,
     AddResult,
-    Atlas,
     AtlasEntry,
     AtlasError,
     AtlasSource,
-    default_atlas_dir,
-    load_default_atlas,
-)
-from ._embed import (
-    THUMBNAIL_SIZE,
-    cell_crops,
-    crop_hash,
-    embed_cells,
-    embed_crops,
-    embedding_dim,
-    pooled_embeddings,
 )
 from ._search import Neighbour, faiss_module, majority_label, normalize_rows
 
