@@ -10,6 +10,7 @@ decides it from the predictions and the review.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,3 +185,27 @@ def _round(value: float) -> float | int:
     if isinstance(value, (int, np.integer)):
         return int(value)
     return round(float(value), 4)
+
+
+def offset_cells(cells: Sequence[Cell], dx: int, dy: int, *, keep_maps: bool = True) -> None:
+    """Move cells found in a field or tile by (dx, dy) into the whole image's coordinates (in place).
+
+    ``keep_maps`` moves each prediction's class-activation box with the cell;
+    False drops the maps instead (a slide's tiles keep no maps, to bound memory).
+    """
+    if not dx and not dy and keep_maps:
+        return
+    shift = np.array([dx, dy], np.int32)
+    for cell in cells:
+        cell.contour = np.asarray(cell.contour, np.int32) + shift
+        if cell.nucleus_contour is not None:
+            cell.nucleus_contour = np.asarray(cell.nucleus_contour, np.int32) + shift
+        x0, y0, x1, y1 = cell.bbox
+        cell.bbox = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        cell.centroid = (cell.centroid[0] + dx, cell.centroid[1] + dy)
+        for pred in cell.predictions.values():
+            if not keep_maps:
+                pred.cam, pred.cam_box = None, None
+            elif pred.cam_box is not None:
+                bx0, by0, bx1, by1 = pred.cam_box
+                pred.cam_box = (bx0 + dx, by0 + dy, bx1 + dx, by1 + dy)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..analysis import Analysis, analyze_image
 from ..calibration import Calibration
-from ..cells import Cell
+from ..cells import offset_cells
 from ..progress import CancelCheck, ProgressCallback
 
 if TYPE_CHECKING:
@@ -78,24 +78,6 @@ def field_rect(
     x = int(min(max(cx - w / 2.0, 0.0), width - w))
     y = int(min(max(cy - h / 2.0, 0.0), height - h))
     return x, y, w, h
-
-
-def offset_cells(cells: Sequence[Cell], dx: int, dy: int) -> None:
-    """Move cells found in a field to the coordinates of the whole image (in place)."""
-    if not dx and not dy:
-        return
-    shift = np.array([dx, dy], np.int32)
-    for cell in cells:
-        cell.contour = np.asarray(cell.contour, np.int32) + shift
-        if cell.nucleus_contour is not None:
-            cell.nucleus_contour = np.asarray(cell.nucleus_contour, np.int32) + shift
-        x0, y0, x1, y1 = cell.bbox
-        cell.bbox = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-        cell.centroid = (cell.centroid[0] + dx, cell.centroid[1] + dy)
-        for pred in cell.predictions.values():
-            if pred.cam_box is not None:
-                bx0, by0, bx1, by1 = pred.cam_box
-                pred.cam_box = (bx0 + dx, by0 + dy, bx1 + dx, by1 + dy)
 
 
 def analyse_field(

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..analysis import Analysis
-from ..cells import CELL_KINDS, Cell
+from ..cells import CELL_KINDS, Cell, offset_cells
 from ..domain import DEFAULT_EXPECTED_FRACTION, domain_check
 from ..progress import CancelCheck, checkpoint
 from ..runs import ModelRun
@@ -119,19 +119,6 @@ def expected_fraction(classifiers: Sequence[Classifier]) -> float | None:
         if c.spec.openset
     ]
     return min(max(max(expected), 1e-3), 0.5) if expected else None
-
-
-def _offset(cells: Sequence[Cell], dx: int, dy: int) -> None:
-    shift = np.array([dx, dy], np.int32)
-    for cell in cells:
-        cell.contour = np.asarray(cell.contour, np.int32) + shift
-        if cell.nucleus_contour is not None:
-            cell.nucleus_contour = np.asarray(cell.nucleus_contour, np.int32) + shift
-        x0, y0, x1, y1 = cell.bbox
-        cell.bbox = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-        cell.centroid = (cell.centroid[0] + dx, cell.centroid[1] + dy)
-        for pred in cell.predictions.values():
-            pred.cam, pred.cam_box = None, None
 
 
 def _read_low(
@@ -267,7 +254,7 @@ def analyse_tile(
         if plan.tiling.locate == "full":
             checkpoint(None, should_cancel, 0.0, "")
             _classify(classifiers, full, wbc)
-        _offset(wbc + others, tile.rx0, tile.ry0)
+        offset_cells(wbc + others, tile.rx0, tile.ry0, keep_maps=False)
         if not sampled:
             others = []
 
@@ -392,7 +379,7 @@ def _windows(
             if nearest is not None and group_of[nearest] in members and candidates[nearest].distance(x, y) <= zone:
                 mine.append(cell)
         if mine:
-            _offset(mine, x0, y0)
+            offset_cells(mine, x0, y0, keep_maps=False)
             kept.extend(mine)
             pieces.append((x0, y0, window))
     if kept and classifiers:
@@ -405,9 +392,9 @@ def _windows(
         canvas = np.full((cy1 - cy0, cx1 - cx0, 3), 255, np.uint8)
         for x0, y0, window in pieces:
             canvas[y0 - cy0 : y0 - cy0 + window.shape[0], x0 - cx0 : x0 - cx0 + window.shape[1]] = window
-        _offset(kept, -cx0, -cy0)
+        offset_cells(kept, -cx0, -cy0, keep_maps=False)
         _classify(classifiers, canvas, kept)
-        _offset(kept, cx0, cy0)
+        offset_cells(kept, cx0, cy0, keep_maps=False)
     return kept
 
 
