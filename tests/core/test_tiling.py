@@ -305,3 +305,42 @@ def test_models_run_on_each_tile_and_the_call_is_in_cells_json(tmp_path, svs):
     assert summary.differential is not None and summary.differential.leukocytes == len(_wbc(doc))
     parts = sorted(work_folder(tmp_path / "out", "mosaic").glob("tile-*.json"))
     assert sum(len(read_part(p).wbc) for p in parts) == len(_wbc(doc))
+
+
+def test_a_cell_kept_by_two_neighbouring_tiles_is_written_once(tmp_path, svs):
+    from leukview.core.tiling import assemble, border_duplicates
+
+    slide = open_slide(svs)
+    summary, plan, _ = analyse_slide(slide, tmp_path, tiling=TilingParams(tile_size=TILE, locate="full"), resume=False)
+    before = json.loads(summary.cells_json.read_text())
+    state = load_run(work_folder(tmp_path, "mosaic"), plan)
+    assert border_duplicates(state) == {}
+    # the cell nearest a vertical tile border, as the tile on the other side would have kept it too
+    best = None
+    for index in plan.tiles:
+        tile = plan.grid.tile(index)
+        if tile.col + 1 >= plan.grid.cols:
+            continue
+        for cell in read_part(state.part(index)).wbc:
+            gap = tile.x1 - cell["centroid"][0]
+            if best is None or gap < best[0]:
+                best = (gap, index, cell)
+    assert best is not None and best[0] < plan.grid.margin
+    _, index, cell = best
+    neighbour = index + 1
+    border_x = plan.grid.tile(neighbour).x0
+    mine = read_part(state.part(index))
+    for kept in mine.wbc:  # the cell, segmented by its own tile, three pixels short of the border
+        if kept["id"] == cell["id"]:
+            kept["centroid"] = [border_x - 3.0, cell["centroid"][1]]
+    state.part(index).write_text(json.dumps(mine.to_dict()))
+    part = read_part(state.part(neighbour))
+    twin = json.loads(json.dumps(cell))
+    twin["centroid"] = [border_x + 2.0, cell["centroid"][1] + 2.0]  # and by the next tile, just across it
+    part.wbc.append(twin)
+    state.part(neighbour).write_text(json.dumps(part.to_dict()))
+    assert border_duplicates(state) == {neighbour: {len(part.wbc) - 1}}
+    again = assemble(state, tmp_path / "again")
+    doc = json.loads(again.cells_json.read_text())
+    assert len(_wbc(doc)) == len(_wbc(before)) and doc["counts_by_kind"]["wbc"] == len(_wbc(before))
+    assert doc["slide"]["border_duplicates_removed"] == 1

@@ -27,7 +27,9 @@ Pipeline (:func:`analyse_slide`)
    finished tile is a part file and a manifest line; memory is one tile per
    worker. A run of the same plan resumes.
 5. **Assembly** (:func:`assemble`): cells.json (schema 2) streamed tile by
-   tile, white cells renumbered in tile order, red cells and platelets in a
+   tile, white cells renumbered in tile order (a cell that two neighbouring
+   tiles both kept, their centroids a few pixels apart across the border,
+   once: :func:`border_duplicates`), red cells and platelets in a
    side table past a size, and the automatic counting area
    (:func:`auto_counting_area`: the monolayer, from each block's red-cell
    coverage and overlap), a :class:`CountingArea` a person may replace.
@@ -39,7 +41,8 @@ TilingParams, SlidePlan, plan_slide, Overview, slide_overview
 Tile, TileGrid
 analyse_tile, TileResult
 TileExecutor, SerialExecutor, TileFailure, RunState, load_run, run_tiles, read_part
-assemble, SlideSummary, merge_differentials, auto_counting_area, density_map, SIDE_TABLE_MIN_CELLS
+assemble, border_duplicates, SlideSummary, merge_differentials, auto_counting_area, density_map,
+SIDE_TABLE_MIN_CELLS
 CountingArea, points_in_rings
 """
 
@@ -51,6 +54,7 @@ from ._assemble import (
     SlideSummary,
     assemble,
     auto_counting_area,
+    border_duplicates,
     density_map,
     merge_differentials,
 )
@@ -93,6 +97,7 @@ __all__ = [
     "analyse_tile",
     "assemble",
     "auto_counting_area",
+    "border_duplicates",
     "density_map",
     "load_run",
     "locate_candidates",

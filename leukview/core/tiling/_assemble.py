@@ -48,6 +48,7 @@ __all__ = [
     "SlideSummary",
     "assemble",
     "auto_counting_area",
+    "border_duplicates",
     "density_map",
     "merge_differentials",
 ]
@@ -245,10 +246,58 @@ class _SideTable:
                 self.tmp.unlink()
 
 
-def _parts(state: RunState) -> Iterator[tuple[int, Any]]:
+def _parts(state: RunState, drops: dict[int, set[int]] | None = None) -> Iterator[tuple[int, Any]]:
     for index in state.plan.tiles:
         if index in state.done:
-            yield index, read_part(state.part(index))
+            part = read_part(state.part(index))
+            if drops and index in drops:
+                part.wbc = [c for k, c in enumerate(part.wbc) if k not in drops[index]]
+            yield index, part
+
+
+def border_duplicates(state: RunState) -> dict[int, set[int]]:
+    """White cells that two neighbouring tiles both kept: ``{tile: positions in its part to drop}``.
+
+    A cell on a tile border is segmented by both tiles, each with its own
+    surroundings, and the two centroids may fall on either side of the
+    border. Two white cells of neighbouring tiles whose centroids are closer
+    than half a red-cell diameter, both within the margin of a core edge, are
+    one cell: the tile that comes first in the grid keeps it. Only the cells
+    near the edges of the last grid row and a half are held, whatever the slide's size.
+    """
+    return _scan(state)[0]
+
+
+def _scan(state: RunState) -> tuple[dict[int, set[int]], int]:
+    """:func:`border_duplicates`, and how many white cells the parts hold once they are dropped."""
+    plan = state.plan
+    grid = plan.grid
+    radius = 0.5 * plan.rbc_diameter
+    band = max(grid.margin, 1)
+    border: dict[int, list[tuple[float, float]]] = {}
+    drops: dict[int, set[int]] = {}
+    total = 0
+    for index, part in _parts(state):
+        total += len(part.wbc)
+        tile = grid.tile(index)
+        neighbours = [index - grid.cols]
+        if tile.col > 0:
+            neighbours += [index - 1, index - grid.cols - 1]
+        if tile.col < grid.cols - 1:
+            neighbours.append(index - grid.cols + 1)
+        near: list[tuple[float, float]] = []
+        for k, cell in enumerate(part.wbc):
+            x, y = (float(v) for v in cell["centroid"])
+            if min(x - tile.x0, tile.x1 - x, y - tile.y0, tile.y1 - y) >= band:
+                continue
+            if any(math.hypot(x - px, y - py) < radius for n in neighbours for px, py in border.get(n, ())):
+                drops.setdefault(index, set()).add(k)
+                continue
+            near.append((x, y))
+        border[index] = near
+        for old in [i for i in border if i < index - grid.cols - 1]:
+            del border[old]
+    return drops, total - sum(len(v) for v in drops.values())
 
 
 def assemble(state: RunState, out_stem: str | os.PathLike[str], *, side_table_min: int = SIDE_TABLE_MIN_CELLS,
@@ -282,7 +331,8 @@ def assemble(state: RunState, out_stem: str | os.PathLike[str], *, side_table_mi
     if not blocks:  # older manifests: read them from the parts
         blocks = [b for _, part in _parts(state) for b in part.density]
     area = counting_area or auto_counting_area(plan, blocks)
-    n_wbc = found.get("wbc", 0)
+    drops, found["wbc"] = _scan(state)
+    n_wbc = found["wbc"]
     n_small = found.get("rbc", 0) + found.get("platelet", 0)
     side = _SideTable(stem) if n_small > side_table_min else None
 
@@ -304,7 +354,7 @@ def assemble(state: RunState, out_stem: str | os.PathLike[str], *, side_table_mi
             header_models: list[dict[str, Any]] | None = None
             out.write('"cells":[')  # the header goes before it, the trailer after (_finish)
             small_in_json = side is None
-            for index, part in _parts(state):
+            for index, part in _parts(state, drops):
                 tile = plan.grid.tile(index)
                 analysed_pixels += tile.core_pixels
                 if part.sampled:
@@ -364,6 +414,7 @@ def assemble(state: RunState, out_stem: str | os.PathLike[str], *, side_table_mi
         "tiles_analysed": len(plan.tiles),
         "tiles_done": len(records),
         "failed_tiles": {str(k): v for k, v in sorted(state.failed.items())},
+        "border_duplicates_removed": sum(len(v) for v in drops.values()),
         "locate": plan.tiling.locate,
         "locate_level": plan.locate_level,
         "locate_scale": plan.locate_scale,
