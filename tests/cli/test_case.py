@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 
+import cv2
 import pytest
 from onnx_factory import make_tiny_classifier
 from slide_factory import SAMPLES, mosaic, write_svs
@@ -168,3 +169,46 @@ def test_geojson_is_written_per_image_for_qupath(folder, slide, models, tmp_path
         for feature, cell in zip(collection["features"], cells, strict=True):
             assert feature["properties"]["objectType"] == "detection"
             assert feature["properties"]["classification"]["name"] == cell["call"]["label"]
+
+
+def test_image_files_named_on_the_command_line_form_one_case(models, tmp_path):
+    # a.jpg b.jpg c.png from different folders, one of them a PNG: one case, in the order given
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a, b, c = tmp_path / "x" / "a.jpg", tmp_path / "y" / "b.jpg", tmp_path / "y" / "c.png"
+    shutil.copy(SAMPLES[0], a)
+    shutil.copy(SAMPLES[1], b)
+    bgr = cv2.imread(str(SAMPLES[2]), cv2.IMREAD_COLOR)
+    assert bgr is not None and cv2.imwrite(str(c), bgr)
+    paths = [b, c, a]
+    out = tmp_path / "case"
+    code, stdout, stderr = _run([*paths, "--case", "p-3", "--out", out, "--models-dir", models, "--quiet"])
+    assert code == EXIT_OK, stderr
+    assert "analysed 3 of 3" in stdout
+    summary = json.loads((out / "p-3.case.json").read_text())
+    assert [i["id"] for i in summary["images"]] == ["b", "c", "a"]
+    assert all(i["kind"] == "field" for i in summary["images"])
+    # each file analysed alone, as in a folder run: the same cells, and the case is their sum
+    singles = []
+    for path in paths:
+        alone = tmp_path / f"alone-{path.stem}"
+        code, _, stderr = _run([path, "--out", alone, "--models-dir", models, "--quiet"])
+        assert code == EXIT_OK, stderr
+        name = f"{path.stem}.cells.json"
+        assert (alone / name).read_bytes() == (out / name).read_bytes(), name
+        (row,) = _rows(alone / "summary.csv")
+        singles.append(row)
+    calls = [k[len("call:"):] for k in singles[0] if k.startswith("call:")]
+    assert calls and set(summary["differential"]) <= set(calls)
+    assert sum(summary["differential"].values()) > 0  # the tiny model calls something
+    for name in calls:
+        assert summary["differential"].get(name, 0) == sum(int(r[f"call:{name}"] or 0) for r in singles), name
+    assert summary["counts_by_kind"]["wbc"] == sum(int(r["wbc"]) for r in singles)
+    assert summary["leukocytes"] == sum(int(r["leukocytes"]) for r in singles)
+    case_row_ = _rows(out / "summary.csv")[-1]
+    assert case_row_["image"] == "case:p-3"
+    assert all(int(case_row_[f"call:{n}"] or 0) == summary["differential"].get(n, 0) for n in calls)
+    # the case session holds the three images, each with its own fingerprint
+    case_file = load_case(out / "p-3.case.leukview.json")
+    assert case_file.ids() == ["b", "c", "a"]
+    assert len({i.session.fingerprint for i in case_file.images}) == 3
