@@ -138,8 +138,8 @@ class SessionUi:
 
     def save_session_file(self) -> Path | None:
         """Save the session (beside the image, or in the user's folder when that is read-only)."""
-        if self.document.session is None:
-            return None
+        if self.document.session is None and not getattr(self.document, "is_case", False):
+            return None  # a case is saved whole, whether or not the field shown is analysed
         self._autosave_timer.stop()
         outcome = self.document.save()
         self.present_save(outcome)

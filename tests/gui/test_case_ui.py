@@ -137,3 +137,101 @@ def test_cancel_leaves_the_rest_for_a_resume(qtbot, make_window, models_dir: Pat
     assert 0 < len(left) < 6 or left == []
     window.analyse_case()  # resumes with what is left
     assert window.wait_for_case(60000) and window.document.pending() == []
+
+
+def _review_field(window, image_id: str, label: str = "lymphocyte") -> list[CellRef]:  # noqa: ANN001
+    window.show_field(image_id)
+    refs = [r for r in window.document.case_review_order() if r.image == image_id]
+    for ref in refs:
+        assert window.document.review(ref.cell, label)
+    return refs
+
+
+def test_signing_and_the_report_fields_are_the_cases_whichever_field_is_shown(
+    qtbot, make_window, models_dir: Path, folder: Path, dialogs
+):
+    from leukview.core.errors import LeukViewError
+    from leukview.core.session import AuditAction, ReportFields
+    from leukview.gui.report import ReportDialog
+
+    window = make_window(models_dir)
+    assert window.open_case(case_paths([folder])[:3], name="three", analyse=True)
+    assert window.wait_for_case(120000) and window.document.pending() == []
+    document, case = window.document, window.document.case
+    case.settings.confidence_threshold = 1.0  # every call flagged until a person reviews it
+    per_field = {i.id: [r for r in document.case_review_order() if r.image == i.id] for i in case.images}
+    assert all(per_field.values()), per_field  # every field has a cell to review
+
+    # field-01 reviewed, field-02 not: the case cannot be signed from field-01
+    _review_field(window, "field-01")
+    assert document.differential().flagged == len(per_field["field-02"]) + len(per_field["field-03"])
+    with pytest.raises(LeukViewError):
+        document.sign("dr-a")
+    dialog = ReportDialog(document)
+    assert not dialog.sign_button.isEnabled() and not dialog.sign()
+    assert document.signature() is None
+
+    # the rest reviewed, then signed from the first field (the other fields were reviewed last)
+    _review_field(window, "field-02")
+    _review_field(window, "field-03")
+    window.show_field("field-01")
+    dialog = ReportDialog(document)
+    dialog.editors["patient_id"].setText("P-0042")
+    dialog.editors["reviewer"].setText("dr-a")
+    assert dialog.sign_button.isEnabled() and dialog.sign()
+    sign = document.signature()
+    assert sign is not None and sign.valid and sign.who == "dr-a"
+    signs = [line for line in case.audit_log() if line.action is AuditAction.SIGN]
+    assert len(signs) == 1 and "3 field(s)" in signs[0].entry.note
+    # signed is signed on every field, in the dialog and the PDF report
+    for image_id in ("field-02", "field-03", "field-01"):
+        window.show_field(image_id)
+        sign = document.signature()
+        assert sign is not None and sign.valid, image_id
+        assert "Signed" in ReportDialog(document).status.text()
+        assert document.settings.report.patient_id == "P-0042"
+    assert document.report_content().signed
+    # a later change on any field makes it a draft again
+    import time
+
+    time.sleep(1.1)  # the case's log is ordered by time, to the second
+    window.show_field("field-02")
+    assert document.review(per_field["field-02"][0].cell, "neutrophil")
+    window.show_field("field-03")
+    sign = document.signature()
+    assert sign is not None and not sign.valid and sign.changes_after == 1
+    assert not document.report_content().signed
+    # the report's fields were audited once, for the case, and kept with it
+    window.save_session_file()
+    again = load_case(folder / "three.case.leukview.json")
+    assert again.settings.report == ReportFields(patient_id="P-0042", reviewer="dr-a")
+    assert sum(1 for line in again.audit_log() if line.action is AuditAction.SET_REPORT_DETAILS) == 1
+
+
+def test_a_case_is_saved_when_the_field_shown_is_not_analysed(qtbot, make_window, models_dir: Path, folder: Path,
+                                                                 dialogs):
+    from leukview.core.document import analyse_field
+    from leukview.core.io import read_image
+    from leukview.core.segment import SegmentationParams
+    from leukview.core.session import AuditAction
+    from leukview.gui.report import ReportDialog
+
+    window = make_window(models_dir)
+    paths = case_paths([folder])[:2]
+    assert window.open_case(paths, name="two", analyse=False)
+    document = window.document
+    window.document.set_field_analysis("field-01", analyse_field(read_image(paths[0]), [], SegmentationParams()))
+    refs = _review_field(window, "field-01")
+    assert refs and document.dirty
+    window.show_field("field-02")  # not analysed: no session of its own
+    assert document.session is None and document.pending() == ["field-02"]
+    # the report's fields typed here are the case's: audited, and the case has changes to save
+    dialog = ReportDialog(document)
+    dialog.editors["specimen_id"].setText("S-7")
+    dialog.apply_fields()
+    saved = window.save_session_file()
+    assert saved == folder / "two.case.leukview.json" and saved.is_file() and not document.dirty
+    again = load_case(saved)
+    assert again.cell(refs[0]).review.label == "lymphocyte" and again.settings.report.specimen_id == "S-7"
+    assert [line.image for line in again.audit_log() if line.action is AuditAction.SET_REPORT_DETAILS] == ["field-01"]
+    assert not dialogs

@@ -13,6 +13,9 @@ shown, while what concerns the whole case is pooled:
 * the undo stack is one for the case: undoing a decision made on another
   field shows that field first (:attr:`~CaseDocument.switch_field`);
 * :meth:`~CaseDocument.save` writes one case file (:func:`~leukview.core.case.save_case`);
+* :meth:`~CaseDocument.sign` signs the case (refused while a flagged cell of any field is
+  left, or a field is not analysed) and :meth:`~CaseDocument.signature` reads the case's
+  one audit log, whichever field is shown; the report's fields are the case's;
 * :meth:`~CaseDocument.report_content` reports the pooled cells, with a contact
   sheet of every field as the snapshot and the case's one audit log.
 
@@ -39,14 +42,15 @@ from ..cells import Cell
 from ..errors import LeukViewError, SessionError
 from ..events import Event
 from ..preprocess import CropRule, crop_box
-from ..session import AuditAction, Session
+from ..session import AuditAction, AuditEntry, Session
 from ._document import ReviewDocument
 from ._edit import EditCommand
 from ._files import RestoreOutcome, RestoreStatus, SaveOutcome
 from ._undo import ReviewCommand
 
 if TYPE_CHECKING:
-    from ..report import ReportContent
+    from ..report import ReportContent, Signature
+    from ..session import ReportFields
 
 __all__ = ["CaseDocument", "FieldHeader", "contact_sheet", "is_analysed", "new_case"]
 
@@ -324,6 +328,66 @@ class CaseDocument(ReviewDocument):
         assert self.case is not None
         image = self.case.image(ref.image)
         return call_cell(image.cell(ref.cell), image.analysis.models, self.threshold)
+
+    # ------------------------------------------------------------ sign-off and report fields: the case's
+
+    def _case_log_session(self) -> Session:
+        """The session a case-wide entry (sign-off, report fields) is written to.
+
+        The field of the latest entry of the case's log: that log is ordered by
+        time (to the second), then field by field, so an entry appended there
+        comes after every entry before it, whichever field they concern.
+        """
+        assert self.case is not None
+        lines = [line for line in self.case.audit_log() if isinstance(line.entry, AuditEntry)]
+        image_id = lines[-1].image if lines and lines[-1].image else (self.current or self.case.images[0].id)
+        return self.case.image(image_id).session
+
+    def _logged(self, session: Session) -> None:
+        if session is self.session:
+            self._flush_audit()
+        self._touch_case()
+
+    def sign(self, who: str | None = None) -> AuditEntry:
+        """Sign the whole case (audited); refused while a field is not analysed or a flagged cell is left."""
+        if self.case is None:
+            return super().sign(who)
+        from ..report import SignOffRefused
+        from ..session import current_user
+
+        pending = self.pending()
+        if pending:
+            raise SessionError(f"{len(pending)} field(s) of the case not analysed yet ({', '.join(pending[:3])}"
+                               + (", ..." if len(pending) > 3 else "") + ")")
+        diff = self.case.differential(self.threshold)
+        if diff.flagged:
+            raise SignOffRefused(diff.flagged)
+        session = self._case_log_session()
+        note = (f"case {self.case.name}: {diff.reviewed} of {diff.total} white cells reviewed over "
+                f"{len(self.case.images)} field(s), no flagged cell left")
+        entry = session.log(AuditAction.SIGN, note=note, who=who or self.reviewer or current_user())
+        self._logged(session)
+        return entry
+
+    def signature(self) -> Signature | None:
+        """The case's last sign-off, read from the case's one audit log (any field may hold it)."""
+        if self.case is None:
+            return super().signature()
+        from ..report import signature
+
+        return signature(self.case.audit_log())
+
+    def set_report_fields(self, fields: ReportFields) -> bool:
+        """The case's patient, specimen, physician and reviewer (one for all fields); audited."""
+        if self.case is None:
+            return super().set_report_fields(fields)
+        from ..report import set_report_fields
+
+        session = self._case_log_session()  # its settings are the case's
+        if set_report_fields(session, fields, self.reviewer) is None:
+            return False
+        self._logged(session)
+        return True
 
     # ------------------------------------------------------------ undo across fields
 
