@@ -223,10 +223,7 @@ def model_runs(classifiers: Sequence[Any]) -> list[ModelRun]:
     """The :class:`~leukview.core.analysis.ModelRun` each loaded classifier will record."""
     from .core.analysis import ModelRun
 
-    return [
-        ModelRun(c.spec.name, c.spec.version, c.provider, list(c.spec.classes), c.spec.positive_class)
-        for c in classifiers
-    ]
+    return [ModelRun.of(c) for c in classifiers]
 
 
 def summary_columns(models: Sequence[ModelRun]) -> list[str]:

@@ -98,7 +98,7 @@ def _type_model(entries: Sequence[ModelEntry], name: str | None) -> ModelEntry |
     if name:
         return next((e for e in entries if e.matches(name)), None)
     usable = [e for e in entries if e.ok and e.spec is not None and e.spec.features_output]
-    return next((e for e in usable if not e.spec or not e.spec.positive_class), usable[0] if usable else None)
+    return next((e for e in usable if not e.spec or e.spec.role == "type"), usable[0] if usable else None)
 
 
 def _session_file(path: Path) -> Path:

@@ -234,9 +234,7 @@ def analyze_image(
         )
         for cell, prediction in zip(targets, predictions, strict=True):
             cell.predictions[spec.name] = prediction
-        runs.append(
-            ModelRun(spec.name, spec.version, classifier.provider, list(spec.classes), spec.positive_class)
-        )
+        runs.append(ModelRun.of(classifier))
     report(1.0, "done")
     height, width = image.shape[:2]
     expected = [

@@ -13,8 +13,14 @@ The rule
    that calls the cell positive. A type model with ``blast`` among its
    classes (wbc-type 2) makes the one call: no second model overrides a
    three-lobed granulocyte into a blast.
-3. Else the primary model's label (the first model without a positive class:
-   the white-cell type model).
+3. Else the primary model's label (the first model without a positive class
+   that refines nothing: the white-cell type model), unless a refining model
+   (a second stage, :attr:`~leukview.core.runs.ModelRun.refines`) re-decides
+   that label: then the refining model's label. The shipped pair is a
+   hierarchy: wbc-type decides the lineage, and the cells it calls
+   lymphocyte, monocyte or erythroblast (the mononuclear cells, where a
+   B-ALL blast hides) are re-decided by wbc-mononuclear among those three and
+   blast. A granulocyte is never a blast, and each cell is counted once.
 4. Else no call (``label`` None: "unclassified").
 
 Flags say why a cell goes to the reviewer first: ``atypical`` (a model's
@@ -153,13 +159,26 @@ class CellCall:
 
 
 def primary_model(models: Sequence[ModelRun]) -> ModelRun | None:
-    """The model whose classes make the differential: the first without a positive class."""
-    return next((m for m in models if not m.positive_class), None)
+    """The model whose classes make the differential: the first without a positive class or refines."""
+    return next((m for m in models if not m.positive_class and not m.refines), None)
+
+
+def refining_models(models: Sequence[ModelRun]) -> list[ModelRun]:
+    """Second-stage models: each re-decides the cells the primary model calls one of its ``refines``."""
+    return [m for m in models if m.refines and not m.positive_class]
 
 
 def flag_models(models: Sequence[ModelRun]) -> list[ModelRun]:
     """Models that flag a positive class (e.g. ``blast``) over the primary model's call."""
     return [m for m in models if m.positive_class]
+
+
+def blast_callers(models: Sequence[ModelRun]) -> list[ModelRun]:
+    """The models whose output can make a blast call: flag models, and type or refining models with a blast class."""
+    positives = positive_classes(models)
+    primary = primary_model(models)
+    typed = [m for m in models if (m is primary or m.refines) and not m.positive_class]
+    return [m for m in models if m.positive_class or (m in typed and positives & set(m.classes))]
 
 
 def positive_classes(models: Sequence[ModelRun]) -> set[str]:
@@ -180,6 +199,10 @@ def _model_call(cell: Cell, models: Sequence[ModelRun]) -> tuple[str | None, flo
     if primary is not None:
         pred = cell.predictions.get(primary.name)
         if pred is not None:
+            for run in refining_models(models):
+                second = cell.predictions.get(run.name)
+                if second is not None and run.refines and pred.label in run.refines:
+                    return second.label, second.confidence, run.name
             return pred.label, pred.confidence, primary.name
     return None, None, None
 
@@ -231,7 +254,10 @@ def call_cell(
         low = [
             (run.name, cell.predictions[run.name].confidence)
             for run in models
-            if run.name in cell.predictions and cell.predictions[run.name].confidence < threshold
+            if run.name in cell.predictions
+            and cell.predictions[run.name].confidence < threshold
+            # a second stage speaks only for the cells it re-decides
+            and (not run.refines or run.name == source)
         ]
         if low:
             flags.append(FLAG_LOW_CONFIDENCE)
@@ -378,8 +404,7 @@ def differential_count(
     """
     classes = review_classes(models)
     positives = positive_classes(models)
-    primary = primary_model(models)
-    can_call = bool(flag_models(models)) or bool(primary and positives & set(primary.classes))
+    can_call = bool(blast_callers(models))
     result = Differential(
         classes=classes, counts=dict.fromkeys(classes, 0), positives=positives, can_call_blast=can_call
     )

@@ -7,7 +7,26 @@ Apart from :mod:`leukview.core.analysis` so that the call rule
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import Classifier
+
+
+#: What a model does in the call rule (:mod:`leukview.core.calls`), in the order models are read:
+#: the type model makes the call, a refining model re-decides some of its classes, a flag model
+#: (one positive class) may override it.
+ROLES = ("type", "refine", "flag")
+
+
+def model_role(positive_class: str | None, refines: list[str] | None) -> str:
+    """``"flag"`` with a positive class, ``"refine"`` with classes to re-decide, else ``"type"``."""
+    return "flag" if positive_class else "refine" if refines else "type"
+
+
+def role_rank(positive_class: str | None, refines: list[str] | None) -> int:
+    """A sort key that puts the type model first, then refining, then flag models."""
+    return ROLES.index(model_role(positive_class, refines))
 
 
 @dataclass
@@ -19,6 +38,20 @@ class ModelRun:
     provider: str
     classes: list[str] = field(default_factory=list)
     positive_class: str | None = None
+    # the primary model's classes this model re-decides (a second stage), or None
+    refines: list[str] | None = None
+
+    @property
+    def role(self) -> str:
+        """See :func:`model_role`."""
+        return model_role(self.positive_class, self.refines)
+
+    @classmethod
+    def of(cls, classifier: Classifier) -> ModelRun:
+        """The record of a loaded classifier (its sidecar's identity and the provider it runs on)."""
+        spec = classifier.spec
+        return cls(spec.name, spec.version, classifier.provider, list(spec.classes), spec.positive_class,
+                   None if spec.refines is None else list(spec.refines))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -27,6 +60,7 @@ class ModelRun:
             "provider": self.provider,
             "classes": list(self.classes),
             "positive_class": self.positive_class,
+            **({"refines": list(self.refines)} if self.refines else {}),
         }
 
     @classmethod
@@ -37,4 +71,5 @@ class ModelRun:
             provider=str(data.get("provider", "")),
             classes=list(data.get("classes", [])),
             positive_class=data.get("positive_class"),
+            refines=list(data["refines"]) if data.get("refines") else None,
         )

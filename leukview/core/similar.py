@@ -37,6 +37,7 @@ from .atlas import (
 from .cells import Cell
 from .classes import active_classes
 from .preprocess import CropRule, crop_box
+from .runs import ROLES
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -299,7 +300,7 @@ class SimilarSearch:
             atlas.check_model(classifier)
         self.classifier = classifier
         self.atlases = list(atlases)
-        self.votes = not classifier.spec.positive_class
+        self.votes = classifier.spec.role == "type"
         self._cache: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
 
     @classmethod
@@ -454,7 +455,7 @@ def similar_search_for(
     notes : list of str
         One per model without a usable atlas (or none found at all).
     """
-    ordered = sorted(classifiers, key=lambda c: bool(c.spec.positive_class))  # stable: primary first
+    ordered = sorted(classifiers, key=lambda c: ROLES.index(c.spec.role))  # stable: primary first
     notes: list[str] = []
     for classifier in ordered:
         if not classifier.spec.features_output:

@@ -24,9 +24,9 @@ from leukview.core.analysis import ModelRun
 from leukview.core.calls import (
     Differential,
     DifferentialRow,
+    blast_callers,
     differential_count,
     differential_rows,
-    flag_models,
 )
 from leukview.core.keymap import class_keys
 
@@ -123,7 +123,7 @@ class DifferentialPanel(QWidget):
         """
         self._last = (diff, list(models), list(classes))
         blast = diff.blast_percent
-        flaggers = flag_models(models)
+        flaggers = blast_callers(models)
         if blast is None:
             self.blast.setText("Blasts: —")
             self.blast.setStyleSheet("")

@@ -158,7 +158,7 @@ class ExplainUi:
         search = None
         if self.explain_models.wait(30000):
             models = document.models
-            search, _why = self.explain_models.search_for([m.name for m in models if not m.positive_class])
+            search, _why = self.explain_models.search_for([m.name for m in models if m.role != "flag"])
 
         def read(x: int, y: int, w: int, h: int) -> Any:
             return source.read_level(0, x, y, w, h)

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QPointF, QRunnable, Qt, QThreadPool, Signal,
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene
 
+from leukview.core.calls import primary_model
 from leukview.core.cells import Cell
 from leukview.core.errors import LeukViewError
 from leukview.core.explain import SaliencyMap, cell_heat_mask, occlusion_map, smooth_cam
@@ -174,7 +175,8 @@ class OcclusionLayer(QObject):
             return None
         model = self.overlay.heat_model_for(cell)
         if model is None:
-            model = next((m.name for m in self.document.models if not m.positive_class), None)
+            primary = primary_model(self.document.models)
+            model = None if primary is None else primary.name
         return None if model is None else (cell, model)
 
     def update(self) -> None:

@@ -251,3 +251,69 @@ def test_atypicality_round_trips_through_cells_json():
     plain = typed(2, "neutrophil", 0.9).to_dict()["predictions"]["wbc-type"]
     assert "atypicality" not in plain  # files of models without the score are unchanged
     assert Cell.from_dict(typed(2, "neutrophil", 0.9).to_dict()).predictions["wbc-type"].atypicality is None
+
+
+MONO = ModelRun(
+    "wbc-mononuclear", "1.0.0", "CPUExecutionProvider", ["lymphocyte", "monocyte", "erythroblast", "blast"],
+    refines=["lymphocyte", "monocyte", "erythroblast"],
+)
+TYPE8 = ModelRun(
+    "wbc-type", "1.3.0", "CPUExecutionProvider",
+    ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet"],
+)
+
+
+def staged(cell_id: int, first: tuple[str, float], second: tuple[str, float] | None,
+           atypicality: float | None = None) -> object:
+    """A cell called by the 8-class type model and (optionally) the mononuclear second stage."""
+    cell = make_cell(cell_id)
+    for run, pick, score in ((TYPE8, first, None), (MONO, second, atypicality)):
+        if pick is None:
+            continue
+        label, confidence = pick
+        rest = (1.0 - confidence) / (len(run.classes) - 1)
+        cell.predictions[run.name] = Prediction(
+            label, {c: confidence if c == label else rest for c in run.classes}, atypicality=score
+        )
+    return cell
+
+
+def test_a_refining_model_re_decides_only_the_classes_it_refines():
+    models = [MONO, TYPE8]  # listed by folder name: the second stage comes first, the rule does not care
+    assert primary_model(models) is TYPE8
+    blast = staged(1, ("lymphocyte", 0.8), ("blast", 0.9))
+    call = call_cell(blast, models)
+    assert (call.label, call.source, call.confidence) == ("blast", "wbc-mononuclear", pytest.approx(0.9))
+    assert FLAG_BLAST in call.flags and call.reasons[-1] == "called blast by wbc-mononuclear"
+    monocyte = staged(2, ("lymphocyte", 0.9), ("monocyte", 0.8))
+    assert call_cell(monocyte, models).label == "monocyte"
+    # a granulocyte is never re-decided: the second stage's blast vote does not reach it
+    neutrophil = staged(3, ("neutrophil", 0.95), ("blast", 0.99))
+    call = call_cell(neutrophil, models)
+    assert (call.label, call.source, call.flags) == ("neutrophil", "wbc-type", ())
+    # the second stage's low confidence on a cell it did not re-decide flags nothing
+    eosinophil = staged(4, ("eosinophil", 0.95), ("lymphocyte", 0.3))
+    assert call_cell(eosinophil, models).flags == ()
+    # ... but on a cell it re-decided, it does
+    unsure = staged(5, ("monocyte", 0.95), ("blast", 0.4))
+    assert FLAG_LOW_CONFIDENCE in call_cell(unsure, models).flags
+    # without a second-stage prediction the type model's call stands
+    assert call_cell(staged(6, ("lymphocyte", 0.9), None), models).label == "lymphocyte"
+    diff = differential_count([blast, monocyte, neutrophil, eosinophil], models)
+    assert (diff.blast_count, diff.leukocytes, diff.counts["monocyte"]) == (1, 4, 1)
+    assert diff.blast_percent == pytest.approx(25.0) and diff.can_call_blast
+
+
+def test_the_second_stage_open_set_score_flags_any_cell():
+    cell = staged(1, ("neutrophil", 0.95), ("lymphocyte", 0.9), atypicality=2.5)
+    call = call_cell(cell, [TYPE8, MONO])
+    assert call.label == "neutrophil" and "atypical" in call.flags
+    diff = differential_count([cell], [TYPE8, MONO])
+    assert (diff.atypical, diff.leukocytes) == (1, 0)
+
+
+def test_a_refining_run_round_trips_and_has_a_role():
+    assert (MONO.role, TYPE8.role, BLAST.role) == ("refine", "type", "flag")
+    again = ModelRun.from_dict(MONO.to_dict())
+    assert again == MONO and again.refines == ["lymphocyte", "monocyte", "erythroblast"]
+    assert "refines" not in TYPE8.to_dict()  # files of type models are unchanged

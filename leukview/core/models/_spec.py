@@ -25,6 +25,7 @@ Example sidecar (``schema_version`` 1)::
       "outputs": {"scores": "logits", "scores_kind": "logits", "features": "features"},
       "cam": {"weight": "classifier.weight"},
       "positive_class": null,
+      "refines": null,          # or e.g. ["lymphocyte", "monocyte", "erythroblast"]: a second stage
       "opset": 17,
       "training": {"data": [{"name": ..., "licence": ..., "citation": ...}],
                    "split": "...", "command": "...", "wall_time_s": ..., "machine": "..."},
@@ -89,6 +90,9 @@ class ModelSpec:
     cam_weight: str | None = None
     applies_to: list[str] = field(default_factory=lambda: ["wbc"])
     positive_class: str | None = None
+    # A second-stage model: it re-decides the cells the primary (type) model calls one of these
+    # classes, e.g. lymphocyte, monocyte, erythroblast -> which mononuclear cell, or blast.
+    refines: list[str] | None = None
     architecture: str = ""
     description: str = ""
     licence: str = ""
@@ -153,6 +157,20 @@ class ModelSpec:
         positive = data.get("positive_class")
         if positive is not None and (not isinstance(positive, str) or positive not in classes):
             check.fail("positive_class", positive, "it must be null or one of its classes")
+        refines = data.get("refines")
+        if refines is not None and (
+            not isinstance(refines, list)
+            or not refines
+            or not all(isinstance(name, str) and name for name in refines)
+            or len(set(refines)) != len(refines)
+            or positive is not None
+        ):
+            check.fail(
+                "refines",
+                refines,
+                "it must be null or a non-empty list of distinct class names, "
+                "and a refining model has no positive_class",
+            )
         scores_kind = outputs.get("scores_kind", "logits")
         if not isinstance(scores_kind, str) or scores_kind not in SCORES_KINDS:
             check.fail("outputs.scores_kind", scores_kind, f"it must be one of {SCORES_KINDS}")
@@ -190,6 +208,7 @@ class ModelSpec:
             cam_weight=None if cam_weight is None else check.label("cam.weight", cam_weight),
             applies_to=list(applies_to),
             positive_class=positive,
+            refines=None if refines is None else list(refines),
             architecture=check.text("architecture", data.get("architecture", "")),
             description=check.text("description", data.get("description", "")),
             licence=check.text("licence", data.get("licence", "")),
@@ -224,6 +243,7 @@ class ModelSpec:
             },
             "cam": {"weight": self.cam_weight} if self.cam_weight else None,
             "positive_class": self.positive_class,
+            **({"refines": list(self.refines)} if self.refines else {}),
             "opset": self.opset,
             "training": self.training,
             "metrics": self.metrics,
@@ -231,6 +251,13 @@ class ModelSpec:
             "sha256": self.sha256,
             **({"openset": dict(self.openset)} if self.openset else {}),
         }
+
+    @property
+    def role(self) -> str:
+        """``"type"``, ``"refine"`` or ``"flag"`` (:func:`leukview.core.runs.model_role`)."""
+        from ..runs import model_role
+
+        return model_role(self.positive_class, self.refines)
 
     @property
     def openset_output(self) -> str | None:

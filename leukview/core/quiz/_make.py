@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from ..calls import primary_model
 from ..cells import Cell
 from ..preprocess import CropRule, crop_box
+from ..runs import ROLES
 from ..session import current_user
 from ..similar import SimilarSearch
 from ._items import Quiz, QuizError, QuizItem, ReferenceCell, choose_items, ordered_classes
@@ -133,7 +135,7 @@ def _square(read: Callable[[int, int, int, int], np.ndarray], size: tuple[int, i
 
 def _map_of(cell: Cell, models: Sequence[ModelRun]) -> tuple[np.ndarray | None, tuple[float, float, float, float] | None]:
     """(map, box) of the cell's primary model (the first without a positive class), else of any model with one."""
-    order = sorted(models, key=lambda m: bool(m.positive_class))
+    order = sorted(models, key=lambda m: ROLES.index(m.role))
     names = [m.name for m in order] + [n for n in cell.predictions if n not in {m.name for m in order}]
     for name in names:
         prediction = cell.predictions.get(name)
@@ -217,7 +219,7 @@ def quiz_from_cells(
             item_id, crop, label, source, licence, "",
             f"{detail + ', ' if detail else ''}cell {cell.id}, {reviewer}", cam, similar,
         ))  # fmt: skip
-    primary = next((m for m in models if not m.positive_class), None)
+    primary = primary_model(models)
     choices = list(classes) if classes is not None else ordered_classes(
         [*(i.label for i in items), *(primary.classes if primary is not None else [])]
     )

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from ..calls import (
     Differential,
     DifferentialRow,
+    blast_callers,
     differential_count,
     differential_rows,
     display_name,
-    flag_models,
 )
 from ..session import current_user, now_iso
 from ._content import ReportContent, corrections, provider_text
@@ -192,7 +192,7 @@ def _differential_html(content: ReportContent, diff: Differential) -> str:
     if diff.unclassified:
         rows.append(f"<tr><td>Unclassified</td><td></td><td align='right'>{diff.unclassified}</td><td></td></tr>")
     blast = diff.blast_percent
-    flaggers = flag_models(content.models)
+    flaggers = blast_callers(content.models)
     if blast is None:
         blast_text = "not determined (no blast model and no reviewed cell)"
     else:

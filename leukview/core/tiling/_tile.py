@@ -105,10 +105,7 @@ class TileResult:
 
 
 def model_runs(classifiers: Sequence[Classifier]) -> list[ModelRun]:
-    return [
-        ModelRun(c.spec.name, c.spec.version, c.provider, list(c.spec.classes), c.spec.positive_class)
-        for c in classifiers
-    ]
+    return [ModelRun.of(c) for c in classifiers]
 
 
 def expected_fraction(classifiers: Sequence[Classifier]) -> float | None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from leukview.core.atlas import ATLAS_FILE, Atlas, AtlasError, default_atlas_dir
 from leukview.core.models import ModelEntry, ModelRegistry, load_entry
 from leukview.core.quiz import AtlasQuizSource, FileQuizSource, Quiz, QuizError
+from leukview.core.runs import ROLES
 
 if TYPE_CHECKING:
     from leukview.core.models import Classifier
@@ -38,7 +39,7 @@ class AtlasChoice:
 
 def _entries(models_dir: str | os.PathLike[str] | None) -> list[ModelEntry]:
     entries = [e for e in ModelRegistry(models_dir).entries() if e.ok and e.spec is not None]
-    return sorted(entries, key=lambda e: bool(e.spec and e.spec.positive_class))  # the type model first
+    return sorted(entries, key=lambda e: ROLES.index(e.spec.role) if e.spec else 0)  # the type model first
 
 
 def atlas_source(

@@ -272,3 +272,17 @@ def test_a_sidecar_that_is_no_regular_file_is_refused_without_reading_it(tmp_pat
     folder.mkdir()
     with pytest.raises(ModelError, match="not a regular file"):
         read_sidecar(folder)
+
+
+def test_a_second_stage_sidecar_names_the_classes_it_refines() -> None:
+    data = {k: v for k, v in FULL.items() if k != "positive_class"}
+    data.update(name="wbc-mononuclear", classes=["lymphocyte", "monocyte", "blast"], refines=["lymphocyte", "monocyte"])
+    spec = ModelSpec.from_dict(data)
+    assert spec.refines == ["lymphocyte", "monocyte"] and spec.role == "refine"
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert ModelSpec.from_dict(FULL).role == "flag" and "refines" not in ModelSpec.from_dict(FULL).to_dict()
+    for bad in ([], "lymphocyte", ["lymphocyte", "lymphocyte"], [""], [3]):
+        with pytest.raises(ModelError, match="'refines'"):
+            ModelSpec.from_dict({**data, "refines": bad})
+    with pytest.raises(ModelError, match="no positive_class"):  # one role per model
+        ModelSpec.from_dict({**data, "positive_class": "blast"})
