@@ -81,6 +81,7 @@ class SlideUi:
         self.slide_panel.analyse_button.clicked.connect(self.analyse_slide)
         self.slide_panel.cancel_button.clicked.connect(self.cancel_slide_analysis)
         self.slide_dock = self._dock("Slide", self.slide_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tabifyDockWidget(self.overview_dock, self.slide_dock)  # the Slide dock is the overview and more
         self.slide_dock.setVisible(False)
         self.slide_path: Path | None = None
         self.slide_source: SlideTileSource | None = None
@@ -280,6 +281,8 @@ class SlideUi:
             self.scene.removeItem(self.slide_live)
         self.slide_live = LiveCells(self.slide_source.width, self.slide_source.height)
         self.scene.addItem(self.slide_live)
+        self.notices = []
+        self._update_banner()
         self.slide_panel.set_busy(True)
         self.slide_panel.status.setText("Planning: the overview, the smear's extent, the red-cell size…")
         self._slide_started = time.monotonic()
