@@ -241,7 +241,9 @@ def summary_columns(models: Sequence[ModelRun]) -> list[str]:
     columns += ["call:unclassified", "leukocytes", "blast_percent", "flagged"]
     for run in models:
         columns += [f"model:{run.name}:{name}" for name in run.classes]
-    return columns
+    from .core.summary import CHECK_COLUMNS  # the domain check and the header's warnings, last
+
+    return columns + list(CHECK_COLUMNS)
 
 
 def summary_row(path: Path, analysis: Analysis, threshold: float) -> dict[str, object]:
@@ -264,6 +266,9 @@ def summary_row(path: Path, analysis: Analysis, threshold: float) -> dict[str, o
     for run in analysis.models:
         labels = Counter(c.predictions[run.name].label for c in analysis.cells if run.name in c.predictions)
         row.update({f"model:{run.name}:{name}": labels.get(name, 0) for name in run.classes})
+    from .core.summary import image_check_columns
+
+    row.update(image_check_columns(path, analysis.domain))
     return row
 
 
@@ -634,6 +639,9 @@ def slide_row(path: Path, result: Any, plan: Any, threshold: float) -> dict[str,
         run = next((m for m in result.models if m.name == name), None)
         for cls in run.classes if run is not None else labels:
             row[f"model:{name}:{cls}"] = labels.get(cls, 0)
+    from .core.summary import image_check_columns
+
+    row.update(image_check_columns(path, result.domain, slide=True))
     return row
 
 
@@ -661,6 +669,9 @@ def case_row(case: Any, threshold: float) -> dict[str, object]:
     for name, counter in labels.items():
         for cls, n in counter.items():
             row[f"model:{name}:{cls}"] = n
+    from .core.summary import case_check_columns
+
+    row.update(case_check_columns(case))
     return row
 
 

@@ -20,6 +20,9 @@ folder holds:
 * Cells a spreadsheet would evaluate as a formula (:func:`spreadsheet_safe`)
   and file names that are not UTF-8 (:func:`printable`) are escaped in every
   table.
+* summary.csv ends with :data:`CHECK_COLUMNS`: the image's (or the case's)
+  :class:`~leukview.core.domain.DomainCheck` and its header's warnings
+  (:func:`check_columns`, :func:`image_check_columns`, :func:`case_check_columns`).
 """
 
 from __future__ import annotations
@@ -33,10 +36,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .atomic import atomic_write_text
 
+if TYPE_CHECKING:
+    from .case import Case
+    from .domain import DomainCheck
+
 __all__ = [
+    "CHECK_COLUMNS",
     "FAILURES_FILE",
     "FORMULA_PREFIXES",
     "MAX_STEM_BYTES",
@@ -45,6 +54,10 @@ __all__ = [
     "SummaryWriter",
     "csv_line",
     "find_images",
+    "case_check_columns",
+    "check_columns",
+    "image_check_columns",
+    "image_warnings",
     "output_stems",
     "printable",
     "short_stem",
@@ -60,6 +73,10 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 #: The longest output stem, in bytes: a file name may have 255, and outputs add a suffix
 #: (``.overlay.png``, ``-2``...).
 MAX_STEM_BYTES = 200
+#: summary.csv's last columns, after the model columns: the domain check and the header's warnings.
+CHECK_COLUMNS = ("domain_score", "domain_warning", "warnings")
+#: How the warnings of one row are joined.
+WARNINGS_SEPARATOR = "; "
 
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -257,6 +274,77 @@ def _walk(root: Path, wanted: Callable[[str], bool], scan: InputScan) -> list[Pa
         if not any(folder in p.parents for p in found):
             scan.failures.append((printable(folder), "is a folder, not an image file"))
     return sorted(found)
+
+
+# ---------------------------------------------------------------- the checks of a row
+
+
+def check_columns(domain: DomainCheck | None, warnings: Iterable[str] = ()) -> dict[str, object]:
+    """The :data:`CHECK_COLUMNS` of one summary.csv row.
+
+    Parameters
+    ----------
+    domain : DomainCheck or None
+        The image's or the case's check, as recorded (``Analysis.domain``,
+        ``Case.domain()``, a slide's); None when no open-set model ran.
+    warnings : iterable of str
+        Problems of the file's header (``ImageInfo.warnings``), for a person.
+
+    Returns
+    -------
+    dict
+        ``domain_score`` (rounded to 2 decimals, empty without scored cells),
+        ``domain_warning`` (:data:`leukview.core.domain.WARNING` or empty) and
+        ``warnings`` (joined with ``"; "``, empty for a sound file).
+    """
+    score = None if domain is None else domain.score
+    return {
+        "domain_score": "" if score is None else round(float(score), 2),
+        "domain_warning": "" if domain is None or domain.warning is None else domain.warning,
+        "warnings": WARNINGS_SEPARATOR.join(w for w in warnings if w),
+    }
+
+
+def image_warnings(path: str | os.PathLike[str], *, slide: bool = False) -> tuple[str, ...]:
+    """The warnings of a file's header (``ImageInfo.warnings``; a slide's ``Slide.warnings``).
+
+    Only the header is read again. A file that can no longer be read gives none:
+    its row already says what happened to it.
+    """
+    from .errors import LeukViewError
+
+    try:
+        if slide:
+            from .io import open_slide
+
+            with open_slide(path) as opened:
+                return tuple(opened.warnings)
+        from .io import image_info
+
+        return tuple(image_info(path).warnings)
+    except (LeukViewError, OSError, ValueError):
+        return ()
+
+
+def image_check_columns(
+    path: str | os.PathLike[str], domain: DomainCheck | None, *, slide: bool = False
+) -> dict[str, object]:
+    """:func:`check_columns` of an image row: its check and its header's warnings."""
+    return check_columns(domain, image_warnings(path, slide=slide))
+
+
+def case_check_columns(case: Case) -> dict[str, object]:
+    """:func:`check_columns` of the ``case:NAME`` row: the case's pooled check (:meth:`Case.domain`).
+
+    Its warnings are every image's, each after the image's id (``f1: ...``).
+    """
+    warnings = [
+        f"{image.id}: {warning}"
+        for image in case.images
+        if image.path
+        for warning in image_warnings(image.path, slide=image.kind == "slide")
+    ]
+    return check_columns(case.domain(), warnings)
 
 
 # ---------------------------------------------------------------- the run's tables

@@ -224,3 +224,103 @@ def test_the_tables_get_the_users_umask(tmp_path: Path):
         os.umask(old)
     for name in (SUMMARY_FILE, FAILURES_FILE):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+
+
+# ---------------------------------------------------------------- the checks of a row
+
+
+def _scored_cells(atypical: int, total: int, start: int = 1) -> list[Cell]:
+    """White cells with an open-set score, the first ``atypical`` over the threshold (atypicality > 1)."""
+    from cell_factory import make_cell
+
+    cells = []
+    for k in range(total):
+        cell = make_cell(start + k, x=30.0 + 25 * k)
+        cell.predictions["wbc-type"] = Prediction(
+            "neutrophil", {"neutrophil": 0.9, "lymphocyte": 0.1}, atypicality=2.5 if k < atypical else 0.4
+        )
+        cells.append(cell)
+    return cells
+
+
+def _warned_tiff(path: Path) -> Path:
+    """A TIFF whose header's pixel size is implausible (2 nm): read, with a warning."""
+    import tifffile
+
+    tifffile.imwrite(path, np.full((40, 50), 200, np.uint8), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "nm"})
+    return path
+
+
+def test_the_check_columns_carry_the_domain_check_and_the_header_warnings():
+    from leukview.core.domain import WARNING, domain_check
+    from leukview.core.summary import CHECK_COLUMNS, check_columns
+
+    odd = domain_check(_scored_cells(6, 20), 0.02)  # 30 % atypical where 2 % are expected
+    assert odd.warning == WARNING
+    columns = check_columns(odd, ["pixel size ignored", "", "tifffile: odd strip"])
+    assert tuple(columns) == CHECK_COLUMNS
+    assert columns == {"domain_score": 15.0, "domain_warning": WARNING,
+                       "warnings": "pixel size ignored; tifffile: odd strip"}
+    fine = domain_check(_scored_cells(1, 20), 0.02)
+    assert fine.warning is None
+    assert check_columns(fine) == {"domain_score": 2.5, "domain_warning": "", "warnings": ""}
+    assert check_columns(None) == {"domain_score": "", "domain_warning": "", "warnings": ""}
+
+
+def test_image_warnings_are_the_headers(tmp_path: Path):
+    from leukview.core.io import image_info
+    from leukview.core.summary import image_check_columns, image_warnings
+
+    odd = _warned_tiff(tmp_path / "odd.tif")
+    expected = image_info(odd).warnings
+    assert expected and image_warnings(odd) == expected
+    assert image_check_columns(odd, None)["warnings"] == "; ".join(expected)
+    sample = Path(__file__).resolve().parents[2] / "resources" / "samples" / "BloodImage_00056.jpg"
+    assert image_warnings(sample) == ()
+    assert image_warnings(tmp_path / "gone.jpg") == ()  # its row says what happened to it
+
+
+def test_summary_rows_end_with_the_checks_of_each_image_and_of_the_case(tmp_path: Path):
+    from cell_factory import TYPE
+
+    from leukview.cli import case_row, summary_columns, summary_row
+    from leukview.core.case import Case
+    from leukview.core.domain import WARNING, domain_check
+    from leukview.core.io import image_info
+    from leukview.core.summary import CHECK_COLUMNS
+
+    def analysis(atypical: int, name: str) -> Analysis:
+        cells = _scored_cells(atypical, 10)
+        return Analysis(640, 480, cells, models=[TYPE], image=name, domain=domain_check(cells, 0.02))
+
+    odd_path = _warned_tiff(tmp_path / "odd.tif")
+    # two atypical cells per image: no pattern in either alone, but 4 of 20 over the case (10 x 2 %)
+    first, second = analysis(2, str(odd_path)), analysis(2, "b.jpg")
+    alone = analysis(0, "c.jpg")
+    assert first.domain.warning is None and second.domain.warning is None  # type: ignore[union-attr]
+    columns = summary_columns([TYPE])
+    assert columns[-3:] == list(CHECK_COLUMNS)
+    assert columns[: -3] == [c for c in columns if c not in CHECK_COLUMNS]
+    case = Case.new("p1")
+    case.add_image(first, odd_path, image_id="odd")
+    case.add_image(second, tmp_path / "b.jpg", image_id="b")
+    assert case.domain().warning == WARNING
+    with SummaryWriter(tmp_path / "out", columns) as writer:
+        writer.add(summary_row(odd_path, first, 0.7))
+        writer.add(summary_row(tmp_path / "c.jpg", alone, 0.7))
+        writer.add(case_row(case, 0.7))
+    table = list(csv.DictReader((tmp_path / "out" / SUMMARY_FILE).open(encoding="utf-8", newline="")))
+    assert list(table[0])[: len(columns) - 3] == columns[:-3]
+    odd, fine, pooled = table
+    header_warnings = image_info(odd_path).warnings
+    assert header_warnings
+    assert odd["domain_score"] == "10.0" and odd["domain_warning"] == ""
+    assert odd["warnings"] == "; ".join(header_warnings)
+    assert fine["domain_score"] == "0.0" and fine["domain_warning"] == "" and fine["warnings"] == ""
+    assert pooled["image"] == "case:p1"
+    assert pooled["domain_score"] == "10.0" and pooled["domain_warning"] == WARNING
+    assert pooled["warnings"] == "; ".join(f"odd: {w}" for w in header_warnings)
+    # an image that warns alone says so on its own row
+    warned = analysis(5, "d.jpg")
+    assert summary_row(tmp_path / "d.jpg", warned, 0.7)["domain_warning"] == WARNING
