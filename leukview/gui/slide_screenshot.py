@@ -34,7 +34,9 @@ def smear(rows: int = 5, cols: int = 8, margin: int = 384) -> np.ndarray:
 
     fields = []
     for path in sorted((resources_dir() / "samples").glob("*.jpg")):
-        fields.append(cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            fields.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     h, w = fields[0].shape[:2]
     out = np.empty((rows * h + 2 * margin, cols * w + 2 * margin, 3), np.uint8)
     out[:] = GLASS
