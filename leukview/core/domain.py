@@ -64,6 +64,18 @@ class DomainCheck:
         """Atypical cells over scored cells (None without scored cells)."""
         return self.atypical / self.cells if self.cells else None
 
+    def details(self) -> str:
+        """The numbers behind the check, for a person (every view prints them with :data:`WARNING`).
+
+        ``'12 of 40 scored white cells atypical (30.0 %; about 2 % expected)'``.
+        """
+        if not self.cells:
+            return "no white cell has an open-set score"
+        return (
+            f"{self.atypical} of {self.cells} scored white cells atypical "
+            f"({100 * self.atypical / self.cells:.1f} %; about {100 * self.expected_fraction:.3g} % expected)"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The ``domain`` entry of cells.json."""
         return {

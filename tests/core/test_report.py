@@ -330,3 +330,55 @@ def test_the_blocks_keep_the_table_whole_and_the_signature_with_what_precedes_it
     assert sign.keep_with_previous and "Reviewed and signed" in sign.html
     gallery = [i for i, b in enumerate(blocks) if b.kind == "gallery"]
     assert blocks[gallery[0] - 1].new_page and "Cell images by class" in blocks[gallery[0] - 1].html
+
+
+# ---------------------------------------------------------------- the domain warning
+
+
+def atypical_field(atypical: int, total: int = 20, name: str = "/data/odd.jpg") -> Analysis:
+    """A field of scored white cells, the first ``atypical`` unlike the training data (atypicality > 1)."""
+    from leukview.core.cells import Prediction
+    from leukview.core.domain import domain_check
+
+    cells = []
+    for k in range(total):
+        cell = make_cell(k + 1, x=20 + 14 * (k % 20), y=20 + 40 * (k // 20), half=6, wbc_type=("neutrophil", 0.95))
+        cell.predictions[TYPE.name] = Prediction(
+            "neutrophil", dict(cell.predictions[TYPE.name].probabilities), atypicality=2.0 if k < atypical else 0.3
+        )
+        cells.append(cell)
+    return Analysis(320, 240, cells, models=[TYPE], image=name, domain=domain_check(cells, 0.02))
+
+
+def test_the_report_warns_near_its_top_when_the_cells_are_unlike_the_training_data():
+    from leukview.core.domain import WARNING
+
+    analysis = atypical_field(8)
+    assert analysis.domain is not None and analysis.domain.warning == WARNING
+    content = build_report(analysis, None, threshold=0.7)
+    assert content.domain is analysis.domain
+    first = report_blocks(content)[0].html
+    assert WARNING in first and "8 of 20 scored white cells atypical (40.0 %; about 2 % expected)" in first
+    # above the case table: the first thing after the title
+    assert first.index(WARNING) < first.index("Patient ID")
+    assert report_html(content).count(WARNING) == 1
+    for fine in (atypical_field(1), Analysis(320, 240, atypical_field(8).cells, models=[TYPE])):  # 5 %; no check
+        html_text = report_html(build_report(fine, None, threshold=0.7))
+        assert WARNING not in html_text and "scored white cells atypical" not in html_text
+
+
+def test_a_case_report_warns_on_the_pooled_check():
+    from leukview.core.case import Case
+    from leukview.core.domain import WARNING
+
+    case = Case.new("p2")
+    # two atypical cells of ten in each field: never a pattern alone, 4 of 20 over the case
+    for k in range(2):
+        case.add_image(atypical_field(2, 10, name=f"f{k}.jpg"), image_id=f"f{k}")
+    assert all(i.analysis.domain.warning is None for i in case.images)  # type: ignore[union-attr]
+    pooled, _ = case.pooled_analysis()
+    assert pooled.domain == case.domain() and case.domain().warning == WARNING
+    head = report_blocks(build_report(pooled, None, threshold=0.7))[0].html
+    assert WARNING in head and "4 of 20 scored white cells atypical" in head
+    alone = report_blocks(build_report(case.images[0].analysis, None, threshold=0.7))[0].html
+    assert WARNING not in alone

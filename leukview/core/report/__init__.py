@@ -6,7 +6,9 @@ clinical order, :func:`differential_rows`), a snapshot drawn for the page
 (:func:`report_snapshot`: the whole field at one size whatever the image's,
 labels that never overlap, no heatmap unless asked), the cells' images by
 class (:func:`report_gallery`), the case fields and the sign-off
-(:func:`signature`, from the audit log). :func:`report_blocks` lays it out as
+(:func:`signature`, from the audit log), and the image's or the case's
+domain check (:func:`domain_html`: a boxed warning near the top when its
+cells are unlike the training data). :func:`report_blocks` lays it out as
 HTML blocks that the renderer keeps whole on a page
 (:func:`leukview.gui.report.write_pdf_report`); :func:`report_html` joins
 them for a single page. The viewer and ``leukview report`` both call them, so
@@ -25,6 +27,7 @@ from ._blocks import (
     MAX_CORRECTIONS,
     SNAPSHOT_URL,
     ReportBlock,
+    domain_html,
     page_footer,
     page_header,
     report_blocks,
@@ -65,6 +68,7 @@ __all__ = [
     "build_report",
     "corrections",
     "differential_rows",
+    "domain_html",
     "image_crops",
     "page_footer",
     "page_header",

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_CORRECTIONS",
     "SNAPSHOT_URL",
     "ReportBlock",
+    "domain_html",
     "page_footer",
     "page_header",
     "report_blocks",
@@ -109,6 +110,25 @@ def page_footer(content: ReportContent, page: int, pages: int) -> str:
     return f"{status_text(content)} · page {page} of {pages}"
 
 
+def domain_html(content: ReportContent) -> str:
+    """The boxed warning when the image's (or the case's) cells are unlike the training data, else ``''``.
+
+    From the recorded :class:`~leukview.core.domain.DomainCheck` (``content.domain``):
+    its :data:`~leukview.core.domain.WARNING` and its numbers.
+    """
+    check = content.domain
+    if check is None or check.warning is None:
+        return ""
+    esc = html.escape
+    return (
+        "<table cellspacing='0' cellpadding='6' width='100%' style='margin-top:4px'>"
+        "<tr><td style='background:#FFF3E0; border:2px solid #E65100; color:#BF360C'>"
+        f"<b>Warning: {esc(check.warning)}.</b><br>"
+        f"{esc(check.details())}. Review every cell: this differential is not validated for these cells."
+        "</td></tr></table>"
+    )
+
+
 def _case_html(content: ReportContent, diff: Differential) -> str:
     esc = html.escape
     f = content.fields
@@ -156,7 +176,7 @@ def _case_html(content: ReportContent, diff: Differential) -> str:
     return (
         "<h2 style='margin-bottom:0'>LeukView blood-smear report</h2>"
         "<p style='color:#C62828; margin-top:2px'><b>Decision support only: not a diagnosis.</b></p>"
-        f"<table cellspacing='0' cellpadding='2' width='100%'>{table}</table>{warn}"
+        f"{domain_html(content)}<table cellspacing='0' cellpadding='2' width='100%'>{table}</table>{warn}"
     )
 
 

@@ -12,6 +12,7 @@ from ..analysis import Analysis, ModelRun
 from ..calibration import Calibration
 from ..cells import Cell
 from ..classes import active_classes
+from ..domain import DomainCheck
 from ..session import ReportFields, current_user, now_iso
 from ._gallery import GalleryGroup, image_crops, report_gallery
 from ._signoff import AuditLike, Signature, signature
@@ -55,6 +56,9 @@ class ReportContent:
         The class list's name and source.
     field_text : str
         Which part of the image the snapshot shows, when not all of it.
+    domain : DomainCheck, optional
+        How unlike the training data the image's (or the case's) white cells
+        are (``Analysis.domain``); the report warns near its top when it does.
     """
 
     image_name: str
@@ -75,6 +79,7 @@ class ReportContent:
     gallery_note: str = ""
     class_list: str = ""
     field_text: str = ""
+    domain: DomainCheck | None = None
 
     @property
     def signature(self) -> Signature | None:
@@ -191,6 +196,7 @@ def build_report(
         gallery_note=note,
         class_list=f"{lab.name} ({len(lab)} classes, {lab.source})",
         field_text=field_text,
+        domain=analysis.domain,
     )
 
 
