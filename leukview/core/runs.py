@@ -9,24 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .roles import ROLES, model_role
+
 if TYPE_CHECKING:
     from .models import Classifier
 
-
-#: What a model does in the call rule (:mod:`leukview.core.calls`), in the order models are read:
-#: the type model makes the call, a refining model re-decides some of its classes, a flag model
-#: (one positive class) may override it.
-ROLES = ("type", "refine", "flag")
-
-
-def model_role(positive_class: str | None, refines: list[str] | None) -> str:
-    """``"flag"`` with a positive class, ``"refine"`` with classes to re-decide, else ``"type"``."""
-    return "flag" if positive_class else "refine" if refines else "type"
-
-
-def role_rank(positive_class: str | None, refines: list[str] | None) -> int:
-    """A sort key that puts the type model first, then refining, then flag models."""
-    return ROLES.index(model_role(positive_class, refines))
+__all__ = ["ROLES", "ModelRun", "model_role"]
 
 
 @dataclass

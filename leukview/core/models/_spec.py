@@ -49,6 +49,7 @@ from typing import Any, NoReturn, TypeGuard
 from ..cells import CELL_KINDS
 from ..errors import ModelError
 from ..preprocess import BACKGROUNDS, CropRule
+from ..roles import model_role
 
 MODEL_FILE = "model.onnx"
 SIDECAR_FILE = "model.json"
@@ -254,9 +255,7 @@ class ModelSpec:
 
     @property
     def role(self) -> str:
-        """``"type"``, ``"refine"`` or ``"flag"`` (:func:`leukview.core.runs.model_role`)."""
-        from ..runs import model_role
-
+        """``"type"``, ``"refine"`` or ``"flag"`` (:func:`leukview.core.roles.model_role`)."""
         return model_role(self.positive_class, self.refines)
 
     @property
