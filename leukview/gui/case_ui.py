@@ -342,6 +342,7 @@ class CaseUi:
         self._case_refresh.setSingleShot(True)
         self._case_refresh.setInterval(50)
         self._case_refresh.timeout.connect(self.case_panel.refresh)
+        self._case_refresh.timeout.connect(self._update_differential)  # another field's analysis: pooled counts, warning
         self.document.switch_field = self.show_field
         self.document.events.case_changed.connect(self._case_refresh.start)
         self.document.events.cell_changed.connect(lambda _id: self.document.is_case and self._case_refresh.start())

@@ -1,8 +1,15 @@
-"""The differential count panel: counts and % per class in clinical order, blast %, progress to the target."""
+"""The differential count panel: counts and % per class in clinical order, blast %, progress to the target.
+
+Above them, a banner when the image's (or the case's) white cells are unlike the
+training data (:meth:`DifferentialPanel.set_domain`, from the recorded
+:class:`~leukview.core.domain.DomainCheck`: :func:`document_domain`).
+"""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont
@@ -14,6 +21,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QProgressBar,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -28,9 +36,13 @@ from leukview.core.calls import (
     differential_count,
     differential_rows,
 )
+from leukview.core.domain import DomainCheck
 from leukview.core.keymap import class_keys
 
 from .cellinfo import class_colour
+
+if TYPE_CHECKING:
+    from leukview.core.document import ReviewDocument
 
 TARGETS = (100, 200)
 CLASS_ROLE = Qt.ItemDataRole.UserRole + 3
@@ -43,6 +55,18 @@ class DifferentialPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.domain_warning = QLabel()
+        self.domain_warning.setObjectName("domainWarning")
+        self.domain_warning.setWordWrap(True)
+        self.domain_warning.setTextFormat(Qt.TextFormat.RichText)
+        self.domain_warning.setStyleSheet(
+            "QLabel#domainWarning { background: #FFF3E0; color: #BF360C; border: 2px solid #E65100;"
+            " border-radius: 3px; padding: 4px; }"
+        )
+        # its whole text, always: the table below gives way when the dock is short
+        self.domain_warning.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.domain_warning.setVisible(False)
+        self.domain: DomainCheck | None = None
         self.blast = QLabel("Blasts: —")
         font = QFont()
         font.setPointSizeF(font.pointSizeF() * 1.35)
@@ -89,6 +113,7 @@ class DifferentialPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.domain_warning)
         layout.addWidget(self.blast)
         layout.addWidget(self.blast_note)
         layout.addLayout(target_row)
@@ -187,6 +212,32 @@ class DifferentialPanel(QWidget):
                         item.setFont(strong)
                 self.table.setItem(index, col, item)
 
+    def set_domain(self, check: DomainCheck | None, scope: str = "image") -> None:
+        """Show the banner when ``check`` warns (hide it otherwise).
+
+        Parameters
+        ----------
+        check : DomainCheck or None
+            The recorded check of what the counts are of (None: no open-set model ran).
+        scope : str
+            What it is of, for the text: ``'image'`` or ``'case'``.
+        """
+        self.domain = check
+        if check is None or check.warning is None:
+            self.domain_warning.clear()
+            self.domain_warning.setToolTip("")
+            self.domain_warning.setVisible(False)
+            return
+        self.domain_warning.setText(
+            f"<b>⚠ {html.escape(check.warning)}</b><br>This {html.escape(scope)}: "
+            f"{html.escape(check.details())}. Review every cell."
+        )
+        self.domain_warning.setToolTip(
+            "The models' open-set score flags cells unlike those they were trained on; "
+            "many more are flagged here than on the images they were validated on."
+        )
+        self.domain_warning.setVisible(True)
+
     def row_of(self, name: str) -> int | None:
         """The table row of a class (None when it is not listed)."""
         for row in range(self.table.rowCount()):
@@ -205,3 +256,17 @@ def progress_text(counted: int, target: int) -> str:
     if counted >= target:
         return f"{counted} white cells counted (target {target} reached)"
     return f"{counted} of {target} white cells counted"
+
+
+def document_domain(document: ReviewDocument) -> tuple[DomainCheck | None, str]:
+    """The check of what the document's differential counts, and ``'case'`` or ``'image'``.
+
+    A case's pooled check (:meth:`leukview.core.case.Case.domain`) while a case
+    is open, else the open image's ``Analysis.domain`` (None when nothing is
+    analysed or no open-set model ran).
+    """
+    case = getattr(document, "case", None)
+    if case is not None:
+        return case.domain(), "case"
+    analysis = document.analysis
+    return (None if analysis is None else analysis.domain), "image"

@@ -42,6 +42,7 @@ from .analysis_ui import AnalysisUi
 from .case_ui import CaseUi
 from .cellinfo import provider_text
 from .dialogs import PixelSizeDialog, about_html, shortcuts_html
+from .differential import document_domain
 from .docks import Docks
 from .edit_tools import TOOLS, EditTools
 from .explain_ui import ExplainUi
@@ -354,6 +355,7 @@ class MainWindow(Docks, SlideUi, CaseUi, ReviewUi, SessionUi, AnalysisUi, Export
 
     def _update_differential(self) -> None:
         self.differential.update_counts(self.document.differential(), self.models, self.classes())
+        self.differential.set_domain(*document_domain(self.document))
 
     def _cell_changed(self, cell_id: int) -> None:
         self.overlay.refresh_cell(cell_id)
