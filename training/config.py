@@ -136,6 +136,9 @@ class Config:
     openset: dict[str, Any] = field(default_factory=dict)
     # auxiliary attribute head (training.attributes): {"root": "wbcatt", "weight": 0.3, "exclude": [...]}
     attributes: dict[str, Any] = field(default_factory=dict)
+    # what the exported graph keeps (training.export): {"classes": [rows of the head, in order],
+    # "refines": [the type model's classes this model re-decides]}: a second-stage model
+    export: dict[str, Any] = field(default_factory=dict)
     # start from an exported model folder instead of ImageNet (training.warmstart); needs batchnorm = "frozen"
     init: str | None = None
     licence: str = ""
@@ -235,9 +238,25 @@ def config_from_dict(raw: dict[str, Any], overrides: dict[str, Any] | None = Non
     if config.openset:
         if config.openset.get("score", "mahalanobis") != "mahalanobis":
             raise DataError("[openset] score must be 'mahalanobis'", source or None)
+        if config.openset.get("fit_on", "augmented") not in ("augmented", "plain"):
+            raise DataError("[openset] fit_on must be 'augmented' or 'plain'", source or None)
         quantile = config.openset.get("quantile", 0.98)
         if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.5 <= quantile < 1:
             raise DataError("[openset] quantile must be a number in [0.5, 1)", source or None)
+    if config.export:
+        unknown_keys = set(config.export) - {"classes", "refines"}
+        head = config.export.get("classes", config.classes)
+        refines = config.export.get("refines")
+        if unknown_keys:
+            raise DataError(f"[export] has unknown key(s): {', '.join(sorted(unknown_keys))}", source or None)
+        if (not isinstance(head, list) or len(head) < 2 or len(set(head)) != len(head)
+                or not set(head) <= set(config.classes)):
+            raise DataError("[export] classes must list at least two distinct classes of the config", source or None)
+        if refines is not None and (not isinstance(refines, list) or not refines
+                                    or not all(isinstance(n, str) and n for n in refines)
+                                    or config.positive_class is not None):
+            raise DataError("[export] refines must be a non-empty list of class names (and no positive_class)",
+                            source or None)
     if config.colour_norm not in ("none", "instance"):
         raise DataError("colour_norm must be 'none' or 'instance'", source or None)
     return config

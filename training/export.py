@@ -301,6 +301,31 @@ def load_run(run_dir: Path) -> tuple[Config, CellNet, Any, dict[str, Any]]:
     return config, model, booster, result
 
 
+def head_classes(config: Config) -> list[str]:
+    """The classes the exported graph scores: ``[export] classes``, else all of the config's."""
+    return list(config.export.get("classes", config.classes))
+
+
+def keep_head_rows(model: CellNet, config: Config) -> CellNet:
+    """A copy of the model whose classifier keeps only the rows of :func:`head_classes`, in that order.
+
+    A second-stage model trained on every class (so that it learns what a
+    granulocyte is) but asked only among some of them: the softmax over the
+    kept rows is the probability among those classes.
+    """
+    keep = head_classes(config)
+    if keep == list(config.classes):
+        return model
+    rows = torch.tensor([config.classes.index(name) for name in keep])
+    sliced = copy.deepcopy(model)
+    old = model.classifier
+    sliced.classifier = nn.Linear(old.in_features, len(keep))
+    with torch.no_grad():
+        sliced.classifier.weight.copy_(old.weight[rows])
+        sliced.classifier.bias.copy_(old.bias[rows])
+    return sliced.eval()
+
+
 def data_entries(config: Config) -> list[dict[str, Any]]:
     """Data sources and licences for the sidecar."""
     out = []
@@ -343,6 +368,7 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         fit, openset_block = fit_openset(model, config, prepared)
         head = OpenSetHead(fit).eval()
         write_json_file(run_dir / "openset.json", openset_block)
+    model = keep_head_rows(model, config)  # after the open-set fit, which reads every class's cells
     with tempfile.TemporaryDirectory() as tmp:
         net_path = export_network(model, Path(tmp) / "net.onnx" if tree_head else onnx_path, config.input_size,
                                   pooled=tree_head, openset=head)
@@ -448,7 +474,7 @@ def make_spec(config: Config, model: CellNet, result: dict[str, Any], report: di
     return ModelSpec(
         name=config.name,
         version=config.version,
-        classes=list(config.classes),
+        classes=head_classes(config),
         input_size=config.input_size,
         mean=[float(v) for v in config.mean],
         std=[float(v) for v in config.std],
@@ -460,6 +486,7 @@ def make_spec(config: Config, model: CellNet, result: dict[str, Any], report: di
         cam_weight="classifier.weight" if (model.cam_exact and not tree_head) else None,
         applies_to=list(config.applies_to),
         positive_class=config.positive_class,
+        refines=list(config.export["refines"]) if config.export.get("refines") else None,
         architecture=f"{config.model} ({', '.join(model.info.backbones)})",
         description=config.description,
         licence=config.licence,

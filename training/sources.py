@@ -32,7 +32,8 @@ Each set also reports the fraction of its cells flagged ``atypical``.
 
 Usage::
 
-    python -m training.sources models/wbc-type --out models/wbc-type/sources.json
+    python -m training.sources models --out models/wbc-mononuclear/sources.json   # the shipped pair, as the app runs it
+    python -m training.sources models/wbc-type --sets bccd                        # one model alone
     python -m training.sources --tiled runs/bccd-100.png      # then: leukview analyze runs/bccd-100.png
 """
 
@@ -53,7 +54,8 @@ import numpy as np
 from leukview.core.analysis import analyze_image
 from leukview.core.calls import FLAG_ATYPICAL, call_cell, differential_count
 from leukview.core.cells import Cell
-from leukview.core.models import Classifier
+from leukview.core.models import Classifier, ModelRegistry
+from leukview.core.runs import ModelRun
 
 from .data import (
     bccd_dataset,
@@ -76,12 +78,26 @@ def _loader_args(entry: dict[str, Any]) -> dict[str, Any]:
     return loader_args(entry)
 
 
-def held_out(model_dir: Path, data_root: Path, entry_name: str) -> list[Any]:
-    """Sources of one training dataset whose groups the model's split held out (test part)."""
-    config = json.loads((model_dir / "training-config.json").read_text(encoding="utf-8"))
-    entry = next(e for e in config["train_data"] if e.get("name") == entry_name)
-    split = json.loads((model_dir / "split.json").read_text(encoding="utf-8"))
-    groups = {g.split(":", 1)[1] for g in split["groups"]["test"] if g.startswith(f"{entry_name}:")}
+def _training_config(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "training-config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def held_out(model_dirs: Sequence[Path], data_root: Path, entry_name: str) -> list[Any]:
+    """Sources of one training dataset held out by every model that trained on it (their splits' test parts)."""
+    entry = None
+    groups: set[str] | None = None
+    for model_dir in model_dirs:
+        config = _training_config(model_dir)
+        mine = next((e for e in config.get("train_data", []) if e.get("name") == entry_name), None)
+        if mine is None:
+            continue
+        entry = entry or mine
+        split = json.loads((model_dir / "split.json").read_text(encoding="utf-8"))
+        test = {g.split(":", 1)[1] for g in split["groups"]["test"] if g.startswith(f"{entry_name}:")}
+        groups = test if groups is None else groups & test
+    if entry is None or groups is None:
+        return []
     return [s for s in load_sources(_loader_args(entry), data_root) if s.group in groups]
 
 
@@ -96,10 +112,9 @@ class Tally:
         self.atypical = 0
         self.confusion: Counter[tuple[str, str]] = Counter()
 
-    def add(self, cell: Cell, model: Classifier, truth: str | None, scored: bool = True) -> str:
-        """Count one cell; returns the model's label."""
-        run = [_run_of(model)]
-        call = call_cell(cell, run)
+    def add(self, cell: Cell, models: Sequence[Classifier], truth: str | None, scored: bool = True) -> str:
+        """Count one cell; returns its call."""
+        call = call_cell(cell, _runs_of(models))
         label = str(call.label)
         self.cells += 1
         self.blast += label == BLAST
@@ -126,38 +141,35 @@ class Tally:
         return out
 
 
-def _run_of(model: Classifier) -> Any:
-    from leukview.core.runs import ModelRun
-
-    spec = model.spec
-    return ModelRun(spec.name, spec.version, model.provider, list(spec.classes), spec.positive_class)
+def _runs_of(models: Sequence[Classifier]) -> list[ModelRun]:
+    return [ModelRun.of(m) for m in models]
 
 
-def _analyse(image: np.ndarray, model: Classifier) -> list[Cell]:
-    return [c for c in analyze_image(image, [model]).cells if c.kind == "wbc"]
+def _analyse(image: np.ndarray, models: Sequence[Classifier]) -> list[Cell]:
+    return [c for c in analyze_image(image, list(models)).cells if c.kind == "wbc"]
 
 
-def single_cells(model: Classifier, sources: Sequence[Any]) -> dict[str, Any]:
+def single_cells(models: Sequence[Classifier], sources: Sequence[Any]) -> dict[str, Any]:
     """One-cell images: the white cell nearest the centre."""
     tally = Tally()
     missing = 0
     for source in sources:
         image = read_rgb(source.path)
         h, w = image.shape[:2]
-        cell = nearest_to(_analyse(image, model), ((w - 1) / 2, (h - 1) / 2))
+        cell = nearest_to(_analyse(image, models), ((w - 1) / 2, (h - 1) / 2))
         if cell is None:
             missing += 1
             continue
-        tally.add(cell, model, source.label)
+        tally.add(cell, models, source.label)
     return {"images": len(sources), "images_without_cell": missing, **tally.to_dict()}
 
 
-def boxed_cells(model: Classifier, sources: Sequence[Any], types: Sequence[str] | None = None) -> dict[str, Any]:
+def boxed_cells(models: Sequence[Classifier], sources: Sequence[Any], types: Sequence[str] | None = None) -> dict[str, Any]:
     """Fields with annotated white-cell boxes; ``types``: the labels scored (None: no type scored)."""
     tally = Tally()
     boxes = missed = 0
     for source in sources:
-        cells = _analyse(read_rgb(source.path), model)
+        cells = _analyse(read_rgb(source.path), models)
         for i, box in enumerate(source.boxes):
             boxes += 1
             cell = match_box(cells, box)
@@ -165,20 +177,20 @@ def boxed_cells(model: Classifier, sources: Sequence[Any], types: Sequence[str] 
                 missed += 1
                 continue
             truth = source.labels[i] if source.labels else source.label
-            tally.add(cell, model, truth if types is not None else None, types is not None and truth in types)
+            tally.add(cell, models, truth if types is not None else None, types is not None and truth in types)
     return {"images": len(sources), "boxes": boxes, "boxes_missed": missed, **tally.to_dict()}
 
 
-def taleqani_fields(model: Classifier, sources: Sequence[Any], table: dict[tuple[str, int, int, int, int], str] | None,
+def taleqani_fields(models: Sequence[Classifier], sources: Sequence[Any], table: dict[tuple[str, int, int, int, int], str] | None,
                     root: Path) -> dict[str, Any]:
     """Held-out fields: field call (>= half of the white cells called blast) and cell accuracy (cleaned labels)."""
-    run = [_run_of(model)]
+    run = _runs_of(models)
     fields = Counter()
     right = empty = 0
     cells_tally = Tally()
     per_folder: dict[str, Counter[str]] = defaultdict(Counter)
     for source in sources:
-        cells = _analyse(read_rgb(source.path), model)
+        cells = _analyse(read_rgb(source.path), models)
         folder = source.path.parent.name
         truth = folder != "Benign"
         if not cells:
@@ -195,7 +207,7 @@ def taleqani_fields(model: Classifier, sources: Sequence[Any], table: dict[tuple
             want = None
             if table is not None:
                 want = table.get((os.path.relpath(str(source.path), root), *cell.bbox))
-            cells_tally.add(cell, model, want or None, bool(want))
+            cells_tally.add(cell, models, want or None, bool(want))
     n = sum(fields.values())
     tp, tn = fields[(True, True)], fields[(False, False)]
     positives = fields[(True, True)] + fields[(True, False)]
@@ -210,22 +222,22 @@ def taleqani_fields(model: Classifier, sources: Sequence[Any], table: dict[tuple
     }
 
 
-def cnmc_subjects(model: Classifier, sources: Sequence[Any]) -> dict[str, Any]:
+def cnmc_subjects(models: Sequence[Classifier], sources: Sequence[Any]) -> dict[str, Any]:
     """C-NMC cells by subject: blast sensitivity and specificity."""
     by_subject: dict[str, Counter[str]] = defaultdict(Counter)
     tally = Tally()
     for source in sources:
         image = read_rgb(source.path)
         h, w = image.shape[:2]
-        cell = nearest_to(_analyse(image, model), ((w - 1) / 2, (h - 1) / 2))
+        cell = nearest_to(_analyse(image, models), ((w - 1) / 2, (h - 1) / 2))
         key = by_subject[source.group]
         key["cells"] += 1
         key["truth_blast"] += source.label == BLAST
         if cell is None:
             key["not_found"] += 1
             continue
-        label = tally.add(cell, model, None)
-        atypical = FLAG_ATYPICAL in call_cell(cell, [_run_of(model)]).flags
+        label = tally.add(cell, models, None)
+        atypical = FLAG_ATYPICAL in call_cell(cell, _runs_of(models)).flags
         key[f"called:{label}"] += 1
         key["blast_or_atypical"] += label == BLAST or atypical
         key["called_blast"] += label == BLAST
@@ -261,9 +273,9 @@ def tiled_bccd(data_root: Path, fields: int = 100, columns: int = 10) -> np.ndar
     return canvas
 
 
-def tiled_differential(model: Classifier, image: np.ndarray) -> dict[str, Any]:
+def tiled_differential(models: Sequence[Classifier], image: np.ndarray) -> dict[str, Any]:
     """The differential of one big image as the viewer counts it."""
-    analysis = analyze_image(image, [model])
+    analysis = analyze_image(image, list(models))
     diff = differential_count(analysis.cells, analysis.models)
     return {
         "white_cells": diff.total, "counted": diff.leukocytes, "atypical_review": diff.atypical,
@@ -273,40 +285,55 @@ def tiled_differential(model: Classifier, image: np.ndarray) -> dict[str, Any]:
     }
 
 
+def load_models(path: str | os.PathLike[str]) -> tuple[list[Classifier], list[Path]]:
+    """The classifiers of one model folder, or of every usable model in a models folder (as the app loads them)."""
+    path = Path(path)
+    if (path / "model.json").is_file():
+        return [Classifier.load(path, providers=["CPUExecutionProvider"])], [path]
+    registry = ModelRegistry(path)
+    classifiers, problems = registry.load_usable(providers=["CPUExecutionProvider"])
+    if problems:
+        raise ValueError("; ".join(f"{p.name}: {p.reason}" for p in problems))
+    if not classifiers:
+        raise ValueError(f"no model in {path}")
+    folders = {e.spec.name: e.folder for e in registry.entries() if e.spec is not None}
+    return classifiers, [folders[c.spec.name] for c in classifiers]
+
+
 def measure(model_dir: str | os.PathLike[str], data_root: str | os.PathLike[str], sets: Sequence[str] = SETS,
             say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Figures of a model folder on the sources named in ``sets``."""
-    model_dir, data_root = Path(model_dir), Path(data_root)
-    model = Classifier.load(model_dir, providers=["CPUExecutionProvider"])
-    config = json.loads((model_dir / "training-config.json").read_text(encoding="utf-8"))
-    names = {e.get("name") for e in config.get("train_data", [])}
-    out: dict[str, Any] = {"model": f"{model.spec.name} {model.spec.version}"}
+    """Figures of a model folder, or of a models folder's models together, on the sources named in ``sets``."""
+    data_root = Path(data_root)
+    models, dirs = load_models(model_dir)
+    configs = [_training_config(d) for d in dirs]
+    names = {e.get("name") for c in configs for e in c.get("train_data", [])}
+    out: dict[str, Any] = {"model": " + ".join(f"{m.spec.name} {m.spec.version}" for m in models)}
     for name in sets:
         started = time.time()
         if name in ("pbc", "zheng"):
             if name not in names:
                 continue
-            out[name] = single_cells(model, held_out(model_dir, data_root, name))
+            out[name] = single_cells(models, held_out(dirs, data_root, name))
         elif name == "taleqani":
             if name not in names:
                 continue
-            entry = next(e for e in config["train_data"] if e.get("name") == "taleqani")
+            entry = next(e for c in configs for e in c.get("train_data", []) if e.get("name") == "taleqani")
             table = None
             if entry.get("relabel"):
                 from .clean import read_relabel
                 from .data import repo_path
 
                 table = read_relabel(repo_path(entry["relabel"]))
-            out[name] = taleqani_fields(model, held_out(model_dir, data_root, name), table,
+            out[name] = taleqani_fields(models, held_out(dirs, data_root, name), table,
                                         (data_root / entry["root"]).resolve())
         elif name == "bccd":
-            out[name] = boxed_cells(model, bccd_dataset(data_root / "bccd"), BCCD_TYPES)
+            out[name] = boxed_cells(models, bccd_dataset(data_root / "bccd"), BCCD_TYPES)
         elif name in ("txl-bcdd", "txl-raabin"):
-            out[name] = boxed_cells(model, txl_dataset(data_root / "txl" / name.split("-", 1)[1]), None)
+            out[name] = boxed_cells(models, txl_dataset(data_root / "txl" / name.split("-", 1)[1]), None)
         elif name == "cnmc":
-            out[name] = cnmc_subjects(model, cnmc_dataset(data_root / "cnmc"))
+            out[name] = cnmc_subjects(models, cnmc_dataset(data_root / "cnmc"))
         elif name == "bccd-tiled":
-            out[name] = tiled_differential(model, tiled_bccd(data_root))
+            out[name] = tiled_differential(models, tiled_bccd(data_root))
         else:
             raise ValueError(f"unknown set {name!r}; choose from {', '.join(SETS)}, bccd-tiled")
         say(f"{name}: {json.dumps(_headline(out[name]))} ({time.time() - started:.0f} s)")
@@ -353,7 +380,8 @@ def markdown(figures: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.sources", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_dir", nargs="?", default="models/wbc-type", help="a model folder (models/wbc-type)")
+    parser.add_argument("model_dir", nargs="?", default="models",
+                        help="a model folder (models/wbc-type), or a models folder: its models together, as the app runs them")
     parser.add_argument("--data-root", default=os.environ.get("LEUKVIEW_DATA", "../shared/data"))
     parser.add_argument("--sets", nargs="+", default=list(SETS), help=f"any of {', '.join(SETS)}, bccd-tiled")
     parser.add_argument("--out", help="write the figures as JSON here")

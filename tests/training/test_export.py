@@ -38,3 +38,25 @@ def test_xgboost_head_becomes_one_onnx_graph(tmp_path: Path) -> None:
     probs, features = sess.run(["probabilities", "features"], {"input": x})
     assert features.shape[:2] == (24, model.num_features)
     assert np.abs(probs - booster.predict_proba(pooled)).max() <= 1e-4
+
+
+def test_a_second_stage_keeps_only_the_head_rows_it_is_asked_about() -> None:
+    from training.config import config_from_dict
+    from training.data import DataError
+    from training.export import head_classes, keep_head_rows
+
+    base = {"name": "m", "model": "effnet-lite0", "classes": ["a", "b", "c", "blast"], "train_data": [],
+            "input_size": 64}
+    config = config_from_dict({**base, "export": {"classes": ["c", "blast"], "refines": ["c"]}})
+    assert head_classes(config) == ["c", "blast"] and head_classes(config_from_dict(base)) == base["classes"]
+    model = build_model("effnet-lite0", 4, 64, weights=None).eval()
+    sliced = keep_head_rows(model, config)
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (3, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        full, features = model(x)
+        kept, kept_features = sliced(x)
+    assert kept.shape == (3, 2) and torch.allclose(kept, full[:, [2, 3]], atol=1e-6)
+    assert torch.equal(features, kept_features) and model.classifier.out_features == 4  # the original is untouched
+    for bad in ({"classes": ["a", "zebra"]}, {"classes": ["a"]}, {"refines": []}, {"head": ["a"]}):
+        with pytest.raises(DataError, match=r"\[export\]"):
+            config_from_dict({**base, "export": bad})
