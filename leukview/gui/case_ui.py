@@ -343,6 +343,7 @@ class CaseUi:
         self._case_refresh.setInterval(50)
         self._case_refresh.timeout.connect(self.case_panel.refresh)
         self._case_refresh.timeout.connect(self._update_differential)  # another field's analysis: pooled counts, warning
+        self._case_refresh.timeout.connect(self._update_enabled)  # the case's exports once any field is analysed
         self.document.switch_field = self.show_field
         self.document.events.case_changed.connect(self._case_refresh.start)
         self.document.events.cell_changed.connect(lambda _id: self.document.is_case and self._case_refresh.start())

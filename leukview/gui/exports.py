@@ -2,7 +2,9 @@
 
 What they say is decided in the core (:meth:`ReviewDocument.export_csv`,
 :meth:`ReviewDocument.report_content`); this mixin asks where to write and
-renders what needs Qt.
+renders what needs Qt. With a case open, the CSV and the PDF are the whole
+case's (:class:`~leukview.core.document.CaseDocument`: its pooled cells),
+whichever field is shown and whether or not that field is analysed.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from PySide6.QtWidgets import QFileDialog
 from leukview.core.errors import LeukViewError
 from leukview.core.session import AuditAction
 
-from .report import render_scene, save_png, write_pdf_report
+from .report import render_scene, reportable, save_png, write_pdf_report
 from .tiles import ArrayTileSource
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QGraphicsScene, QStatusBar
 
+    from leukview.core.case import Case
     from leukview.core.cells import Cell
     from leukview.core.document import ReviewDocument
     from leukview.core.report import ReportContent
@@ -58,10 +61,31 @@ class Exports:
 
         def crop_for(self, cell: Cell) -> np.ndarray | None: ...
 
-    def _export_path(self, title: str, suffix: str, filter_text: str) -> Path | None:
-        assert self.document.path is not None
-        image = self.document.path
-        default = image.with_name(image.stem + suffix)
+    @property
+    def has_report(self) -> bool:
+        """Whether the CSV and the PDF have something to say (the image's review, or a case's)."""
+        return reportable(self.document)
+
+    def _case(self) -> Case | None:
+        """The open case (reported whole), or None."""
+        from leukview.core.document import CaseDocument
+
+        return self.document.case if isinstance(self.document, CaseDocument) else None
+
+    def default_export_path(self, suffix: str, *, whole_case: bool = True) -> Path:
+        """Where an export goes unless the user says otherwise: beside the image, or the case's file."""
+        from leukview.core.document import CaseDocument
+
+        document = self.document
+        if whole_case and isinstance(document, CaseDocument) and document.case is not None:
+            file = document.case_file or document.default_case_file()
+            assert file is not None
+            return file.with_name(document.case.name + suffix)
+        assert document.path is not None
+        return document.path.with_name(document.path.stem + suffix)
+
+    def _export_path(self, title: str, suffix: str, filter_text: str, *, whole_case: bool = True) -> Path | None:
+        default = self.default_export_path(suffix, whole_case=whole_case)
         path, _ = QFileDialog.getSaveFileName(self, title, str(default), filter_text)  # type: ignore[call-overload]
         return Path(path) if path else None
 
@@ -70,8 +94,8 @@ class Exports:
         return path
 
     def export_csv(self, path: str | os.PathLike[str] | None = None) -> Path | None:
-        """Write every cell (position, call, flags, review, models, measurements) as CSV."""
-        if self.document.session is None:
+        """Write every cell (position, call, flags, review, models, measurements) as CSV (a case's pooled)."""
+        if not self.has_report:
             return None
         target = Path(path) if path else self._export_path("Export cells as CSV", ".cells.csv", "CSV (*.csv)")
         if target is None:
@@ -80,6 +104,9 @@ class Exports:
             written = self.document.export_csv(target)
         except OSError as exc:
             self.error("Export failed", f"{target}: {exc.strerror or exc}")
+            return None
+        except LeukViewError as exc:
+            self.error("Export failed", exc.reason)
             return None
         return self._written(written)
 
@@ -100,7 +127,8 @@ class Exports:
     def export_png(self, path: str | os.PathLike[str] | None = None) -> Path | None:
         if self.image_item is None:
             return None
-        target = Path(path) if path else self._export_path("Export PNG snapshot", ".overlay.png", "PNG (*.png)")
+        target = Path(path) if path else self._export_path(
+            "Export PNG snapshot", ".overlay.png", "PNG (*.png)", whole_case=False)  # the field shown
         if target is None:
             return None
         image = self.snapshot()
@@ -119,7 +147,10 @@ class Exports:
         The snapshot is drawn for the page by the core (no view state in it: the
         heatmap only when chosen for this report). A large image is not in memory
         whole: the analysed field is read reduced, the cell images at full resolution.
+        A case's is the whole case's (its fields' contact sheet, its pooled cells).
         """
+        if self._case() is not None:
+            return self.document.report_content(None, heatmap=heatmap)
         if isinstance(self.source, ArrayTileSource):
             return self.document.report_content(self.source.image, heatmap=heatmap)
         image, region = self.report_image()
@@ -150,8 +181,9 @@ class Exports:
         """The PDF report: case, differential, snapshot, models, corrections, sign-off, cell images.
 
         ``heatmap``: the class-activation maps in this report's snapshot (never carried over from the view).
+        A case's report covers the whole case and is named after it.
         """
-        if self.document.session is None:
+        if not self.has_report:
             return None
         target = Path(path) if path else self._export_path("Export PDF report", ".report.pdf", "PDF (*.pdf)")
         if target is None:

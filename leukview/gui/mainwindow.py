@@ -270,8 +270,8 @@ class MainWindow(Docks, SlideUi, CaseUi, ReviewUi, SessionUi, AnalysisUi, Export
     def _update_enabled(self) -> None:
         has_image, has_cells, busy = self.source is not None, self.session is not None, self.runner.busy
         enabled = {
-            "analyse": has_image and not busy, "cancel": busy, "export_csv": has_cells and not busy,
-            "export_pdf": has_cells and not busy, "save": has_cells and not busy, "export_png": has_image,
+            "analyse": has_image and not busy, "cancel": busy, "export_csv": self.has_report and not busy,
+            "export_pdf": self.has_report and not busy, "save": has_cells and not busy, "export_png": has_image,
             "analyse_slide": self.slide_source is not None and not self.slide_busy, "pixel_size": has_image, "fit": has_image, "actual_size": has_image, "zoom_in": has_image,
             "zoom_out": has_image, "delete_cell": has_cells and not busy,
             **{command: has_cells and not busy for command in TOOLS},

@@ -603,9 +603,23 @@ class ReportDialog(QDialog):
         self.reject()
 
 
+def reportable(document: ReviewDocument) -> bool:
+    """Whether there is a review to report or export: the image's, or an open case's.
+
+    A case is reported whole (its pooled cells) once any of its fields is
+    analysed, whichever field is shown.
+    """
+    from leukview.core.document import CaseDocument
+
+    if document.session is not None:
+        return True
+    return (isinstance(document, CaseDocument) and document.case is not None
+            and len(document.pending()) < len(document.case.images))
+
+
 def report_dialog(window: PdfExporter, parent: QWidget | None = None) -> Path | None:
     """Ask for the case fields and the sign-off, then write the PDF (the window's export)."""
-    if window.document.session is None:
+    if not reportable(window.document):
         return None
     dialog = ReportDialog(window.document, parent)
     if dialog.exec() != ReportDialog.WRITE:
@@ -626,6 +640,7 @@ __all__ = [
     "render_scene",
     "report_dialog",
     "report_html",
+    "reportable",
     "save_png",
     "snapshot_qimage",
     "write_pdf_report",

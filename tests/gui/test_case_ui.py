@@ -235,3 +235,55 @@ def test_a_case_is_saved_when_the_field_shown_is_not_analysed(qtbot, make_window
     assert again.cell(refs[0]).review.label == "lymphocyte" and again.settings.report.specimen_id == "S-7"
     assert [line.image for line in again.audit_log() if line.action is AuditAction.SET_REPORT_DETAILS] == ["field-01"]
     assert not dialogs
+
+
+def test_the_exports_are_the_whole_cases_when_the_field_shown_is_not_analysed(
+    qtbot, make_window, no_models: Path, folder: Path, tmp_path: Path, monkeypatch, dialogs
+):
+    import csv
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from leukview.core.document import analyse_field
+    from leukview.core.io import read_image
+    from leukview.core.segment import SegmentationParams
+    from leukview.core.session import AuditAction
+    from leukview.gui.report import ReportDialog, report_dialog
+
+    window = make_window(no_models)
+    paths = case_paths([folder])[:2]
+    assert window.open_case(paths, name="two", analyse=False)
+    document = window.document
+    document.set_field_analysis("field-01", analyse_field(read_image(paths[0]), [], SegmentationParams()))
+    counted = review_cells(document.case.image("field-01").analysis.cells)
+    assert counted
+    window.show_field("field-02")  # not analysed: the field shown has no session
+    assert document.session is None and document.pending() == ["field-02"]
+    assert window.actions["export_csv"].isEnabled() and window.actions["export_pdf"].isEnabled()
+
+    # the CSV: the case's pooled cells, each with its field and its id there; audited in the case's log
+    written = window.export_csv(tmp_path / "out" / "case.csv")
+    assert written is not None
+    rows = list(csv.DictReader(written.open(encoding="utf-8")))
+    assert [(r["case_image"], int(r["image_cell"])) for r in rows] == [("field-01", c.id) for c in counted]
+    assert [int(r["id"]) for r in rows] == list(range(1, len(counted) + 1))
+    exports = [line for line in document.case.audit_log() if line.action is AuditAction.EXPORT_CSV]
+    assert len(exports) == 1 and exports[0].entry.detail == {"path": str(written)}
+
+    # the PDF, named after the case (not the field shown), through the report dialog
+    asked: list[str] = []
+
+    def save_name(parent, title, default, filters):  # noqa: ANN001
+        asked.append(default)
+        return str(tmp_path / "out" / Path(default).name), filters
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_name)
+    monkeypatch.setattr(ReportDialog, "exec", lambda self: ReportDialog.WRITE)
+    pdf = report_dialog(window)
+    assert asked == [str(folder / "two.report.pdf")]
+    assert pdf == tmp_path / "out" / "two.report.pdf" and pdf.read_bytes().startswith(b"%PDF")
+    content = window.report_content()
+    assert "case two (2 fields)" in content.image_name and len(content.cells) == len(counted)
+    assert any(line.action is AuditAction.EXPORT_PDF for line in document.case.audit_log())
+    assert document.current == "field-02" and document.dirty
+    assert not [d for d in dialogs if d[0] == "critical"]

@@ -17,7 +17,8 @@ shown, while what concerns the whole case is pooled:
   left, or a field is not analysed) and :meth:`~CaseDocument.signature` reads the case's
   one audit log, whichever field is shown; the report's fields are the case's;
 * :meth:`~CaseDocument.report_content` reports the pooled cells, with a contact
-  sheet of every field as the snapshot and the case's one audit log.
+  sheet of every field as the snapshot and the case's one audit log;
+  :meth:`~CaseDocument.export_csv` writes the pooled cells and exports are audited in the case's log.
 
 Fields not analysed yet hold an empty analysis and no ``analyse`` entry in
 their audit (:meth:`~CaseDocument.pending`); :meth:`~CaseDocument.set_field_analysis`
@@ -388,6 +389,45 @@ class CaseDocument(ReviewDocument):
             return False
         self._logged(session)
         return True
+
+    # ------------------------------------------------------------ exports: the case's
+
+    def log_export(self, action: AuditAction, path: str | os.PathLike[str]) -> AuditEntry | None:
+        """Audit a file written from the case in the case's log, whichever field is shown."""
+        if self.case is None:
+            return super().log_export(action, path)
+        session = self._case_log_session()
+        entry = session.log(action, detail={"path": os.fspath(path)}, who=self.reviewer)
+        self._logged(session)
+        return entry
+
+    def export_csv(self, path: str | os.PathLike[str]) -> Path:
+        """The case's pooled cells as CSV (as ``leukview report --csv`` writes a case), audited.
+
+        The columns ``case_image`` and ``image_cell`` (each cell's field and its
+        id there) come first; SessionError while no field is analysed.
+        """
+        if self.case is None:
+            return super().export_csv(path)
+        import csv
+        import io
+
+        from ..atomic import atomic_write_text
+        from ..export import cells_csv
+
+        if len(self.pending()) == len(self.case.images):
+            raise SessionError("nothing to export: no field of the case is analysed")
+        pooled, refs = self.case.pooled_analysis()
+        rows = list(csv.reader(io.StringIO(
+            cells_csv(pooled.cells, pooled.models, self.threshold, calibration=pooled.calibration))))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["case_image", "image_cell", *rows[0]])
+        for ref, row in zip(refs, rows[1:], strict=True):
+            writer.writerow([ref.image, ref.cell, *row])
+        written = atomic_write_text(path, out.getvalue())
+        self.log_export(AuditAction.EXPORT_CSV, written)
+        return written
 
     # ------------------------------------------------------------ undo across fields
 
