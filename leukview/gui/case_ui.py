@@ -394,13 +394,18 @@ class CaseUi:
         return True
 
     def open_case_file(self, path: str | os.PathLike[str]) -> bool:
+        """A case file; a slide's case opens through the slide's lazy source (never read whole)."""
         from leukview.core.case import load_case
+
+        from .slide_ui import is_slide_case
 
         try:
             case = load_case(path)
         except LeukViewError as exc:
             self.error("Cannot open case", f"{Path(path).name}\n\n{exc.reason}")
             return False
+        if is_slide_case(case) and Path(case.images[0].path).is_file():  # a missing slide: its review still opens
+            return bool(self.open_slide_case(case, path))
         if not self.maybe_save():
             return False
         self.close_image()

@@ -21,7 +21,9 @@ This mixin of :class:`~leukview.gui.mainwindow.MainWindow` adds:
   area) in the window's :class:`~leukview.core.document.CaseDocument`: the
   differential (counting area applied), the gallery, the report and the
   saved ``<stem>.case.leukview.json`` cover the whole slide, and reopening
-  the slide brings that case back.
+  the slide brings that case back. That case file opened itself (File ▸ Open
+  case, :meth:`SlideUi.open_slide_case`) opens the slide the same way, never
+  read whole.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ from .tiles import TiledImageItem, TileSource
 
 if TYPE_CHECKING:
     from leukview.core.analysis import Analysis
+    from leukview.core.case import Case
     from leukview.core.document import CaseDocument
     from leukview.core.tiling import SlidePlan, SlideSummary, TilingParams
 
-__all__ = ["SLIDE_MIN_PIXELS", "SlideUi", "slide_out_dir"]
+__all__ = ["SLIDE_MIN_PIXELS", "SlideUi", "is_slide_case", "slide_out_dir"]
 
 #: A TIFF with more pixels opens as a slide (the CLI's and the viewer's large-image size).
 SLIDE_MIN_PIXELS = 36_000_000
@@ -59,6 +62,11 @@ def slide_out_dir(path: Path, fallback: Path) -> Path:
     if os.access(folder, os.W_OK):
         return folder
     return fallback / "slides"
+
+
+def is_slide_case(case: Case) -> bool:
+    """Whether a case is one slide's (as :class:`SlideUi` saves it): opened through the slide's lazy source."""
+    return len(case.images) == 1 and case.images[0].kind == "slide"
 
 
 class SlideUi:
@@ -111,12 +119,16 @@ class SlideUi:
             return False  # the ordinary opening names the problem
         return info.width * info.height > self.slide_min_pixels
 
-    def open_slide(self, path: str | os.PathLike[str], analyse: bool | None = None) -> bool:
+    def open_slide(self, path: str | os.PathLike[str], analyse: bool | None = None, *,
+                   case: Case | None = None, case_file: str | os.PathLike[str] | None = None) -> bool:
         """Show a whole slide at once (levels read as the view needs them); bring its saved case back.
 
         The slide is analysed on open only when ``analyse`` is True (a slide
         takes minutes to hours): *Analyse slide* starts it. False, with an
         error, when the file cannot be opened.
+
+        ``case`` (read from ``case_file``): the slide's case to review, instead
+        of the one found beside the slide.
         """
         from leukview.core.document import FieldHeader
 
@@ -146,7 +158,11 @@ class SlideUi:
         self.view.fit()
         self.slide_dock.setVisible(True)
         self.slide_dock.raise_()
-        restored = self._restore_slide_case()
+        if case is not None:
+            self._adopt_slide_case(case, None if case_file is None else Path(case_file))
+            restored = True
+        else:
+            restored = self._restore_slide_case()
         mpx = source.width * source.height / 1e6
         self.slide_panel.status.setText(
             f"<b>{path.name}</b>: {source.slide.vendor}, {source.width:,} × {source.height:,} px ({mpx:,.0f} Mpx), "
@@ -164,6 +180,10 @@ class SlideUi:
         if analyse:
             self.analyse_slide()
         return True
+
+    def open_slide_case(self, case: Case, path: str | os.PathLike[str]) -> bool:
+        """A one-slide case file (:func:`is_slide_case`): its slide shown lazily, as :meth:`open_slide` shows it."""
+        return self.open_slide(case.images[0].path, case=case, case_file=path)
 
     def _slide_thumbnail(self, image: QImage) -> None:
         if self.slide_source is None:

@@ -212,3 +212,45 @@ def test_cancel_stops_and_starting_again_resumes_without_redoing_tiles(
     assert window.open_image(slide_file)
     again = window.document.cell(cell.id)
     assert again.review.label == "lymphocyte"
+
+
+def test_a_slide_case_opened_as_a_case_goes_through_the_slide_never_read_whole(
+    make_window, no_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dialogs
+):
+    """File > Open case on ``<stem>.case.leukview.json`` of kind slide: the lazy slide source, the review back."""
+    from cell_factory import BLAST, TYPE, make_cell
+    from slide_factory import mosaic, write_generic_tiff
+
+    from leukview.core import io as core_io
+    from leukview.core.analysis import Analysis
+    from leukview.core.case import Case, case_path, save_case
+    from leukview.core.io import _read
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    slide = write_generic_tiff(folder / "smear.tif", mosaic(2, 2), mpp=0.25, levels=3)  # 1280 x 960, 3 levels
+    cells = [make_cell(k + 1, x=100 + 300 * k, y=120 + 200 * k, half=20, wbc_type=("neutrophil", 0.95),
+                       all_blast=("normal", 0.9)) for k in range(3)]
+    case = Case.new("smear")
+    case.add_image(Analysis(1280, 960, cells, models=[TYPE, BLAST], image=str(slide)), slide, kind="slide",
+                   image_id="smear")
+    case.review(("smear", 2), "lymphocyte", who="dr-a")
+    saved = save_case(case, case_path(folder, "smear"))
+
+    def whole(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("the slide was read whole")
+
+    monkeypatch.setattr(core_io, "read_image", whole)
+    monkeypatch.setattr(_read, "read_image", whole)
+    window = make_window(no_models)
+    assert window.open_case([saved])  # File > Open case with the case file
+    assert isinstance(window.source, SlideTileSource) and window.slide_path == slide
+    assert window.slide_dock.isVisible() and "restored" in window.slide_panel.status.text()
+    document = window.document
+    assert document.case is not None and document.case_file == saved and document.current == "smear"
+    assert [c.id for c in review_cells(document.cells)] == [1, 2, 3]
+    assert document.cell(2).review.label == "lymphocyte" and document.differential().total == 3
+    window.view.viewport().grab()  # the view painted, its tiles read from the slide's levels
+    content = document.report_content()  # the report's contact sheet and cell images, from the slide's regions
+    assert len(content.cells) == 3 and content.snapshot.ndim == 3
+    assert not [d for d in dialogs if d[0] == "critical"]
