@@ -207,6 +207,23 @@ def _model_call(cell: Cell, models: Sequence[ModelRun]) -> tuple[str | None, flo
     return None, None, None
 
 
+def unsure_models(
+    cell: Cell, models: Sequence[ModelRun], threshold: float, source: str | None
+) -> list[tuple[str, float]]:
+    """(name, confidence) of the models whose top probability on the cell is under ``threshold``.
+
+    A second stage (a refining model) speaks only for the cells it re-decided
+    (``source`` is its name): on a granulocyte its four-class answer means nothing.
+    """
+    return [
+        (run.name, float(cell.predictions[run.name].confidence))
+        for run in models
+        if run.name in cell.predictions
+        and cell.predictions[run.name].confidence < threshold
+        and (not run.refines or run.name == source)
+    ]
+
+
 def call_cell(
     cell: Cell,
     models: Sequence[ModelRun],
@@ -251,14 +268,7 @@ def call_cell(
                 "atypical, unlike the training cells: "
                 + ", ".join(f"{name} {value:.1f}x its open-set threshold" for name, value in unlike)
             )
-        low = [
-            (run.name, cell.predictions[run.name].confidence)
-            for run in models
-            if run.name in cell.predictions
-            and cell.predictions[run.name].confidence < threshold
-            # a second stage speaks only for the cells it re-decides
-            and (not run.refines or run.name == source)
-        ]
+        low = unsure_models(cell, models, threshold, source)
         if low:
             flags.append(FLAG_LOW_CONFIDENCE)
             reasons.append(

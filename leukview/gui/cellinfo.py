@@ -16,7 +16,7 @@ from PySide6.QtGui import QColor
 from leukview.core import calls
 from leukview.core.analysis import ModelRun
 from leukview.core.calibration import Calibration
-from leukview.core.calls import FLAG_COLOUR, CellCall, display_name
+from leukview.core.calls import FLAG_COLOUR, CellCall, display_name, unsure_models
 from leukview.core.cells import Cell
 from leukview.core.classes import abbreviation
 from leukview.core.report import provider_text  # one name per provider, as the report writes it
@@ -105,16 +105,11 @@ def doubting_models(cell: Cell, call: CellCall, models: Sequence[ModelRun], thre
     """
     if call.reviewed:
         return []
-    doubts = []
-    for run in models:
-        pred = cell.predictions.get(run.name)
-        if pred is not None and run.name != call.model and pred.confidence < threshold:
-            doubts.append((run.name, float(pred.confidence)))
-    return doubts
+    return [(name, value) for name, value in unsure_models(cell, models, threshold, call.source) if name != call.model]
 
 
 def marker_text(cell: Cell, call: CellCall, models: Sequence[ModelRun], threshold: float) -> str:
-    """What the label adds when another model is unsure: ``⚑ all-blast 69%`` (empty otherwise)."""
+    """What the label adds when another model is unsure: ``⚑ wbc-type 62%`` (empty otherwise)."""
     doubts = doubting_models(cell, call, models, threshold)
     return " ".join(f"⚑ {name} {value:.0%}" for name, value in doubts)
 

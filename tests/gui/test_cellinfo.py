@@ -82,3 +82,27 @@ def _tooltip_role():  # noqa: ANN202
     from PySide6.QtCore import Qt
 
     return Qt.ItemDataRole.ToolTipRole
+
+
+def test_a_second_stage_that_did_not_re_decide_a_cell_casts_no_doubt_on_its_label() -> None:
+    from cell_factory import make_cell
+
+    from leukview.core.analysis import ModelRun
+    from leukview.core.calls import call_cell
+    from leukview.core.cells import Prediction
+    from leukview.gui.cellinfo import doubting_models, marker_text
+
+    first = ModelRun("wbc-type", "1", "CPU", ["lymphocyte", "neutrophil"])
+    second = ModelRun("wbc-mononuclear", "1", "CPU", ["lymphocyte", "blast"], refines=["lymphocyte"])
+    cell = make_cell(1)
+    cell.predictions["wbc-type"] = Prediction("neutrophil", {"lymphocyte": 0.05, "neutrophil": 0.95})
+    cell.predictions["wbc-mononuclear"] = Prediction("blast", {"lymphocyte": 0.4, "blast": 0.6})
+    models = [second, first]
+    call = call_cell(cell, models)
+    assert call.label == "neutrophil" and not call.needs_review
+    assert doubting_models(cell, call, models, 0.7) == [] and marker_text(cell, call, models, 0.7) == ""
+    # re-decided: the type model's own doubt shows beside the second stage's call
+    cell.predictions["wbc-type"] = Prediction("lymphocyte", {"lymphocyte": 0.6, "neutrophil": 0.4})
+    cell.predictions["wbc-mononuclear"] = Prediction("lymphocyte", {"lymphocyte": 0.9, "blast": 0.1})
+    call = call_cell(cell, models)
+    assert call.model == "wbc-mononuclear" and doubting_models(cell, call, models, 0.7) == [("wbc-type", 0.6)]
