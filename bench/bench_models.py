@@ -6,7 +6,11 @@ second at batch 32 (median of repeats after a warm-up):
 
 - ``predict``: the whole :meth:`Classifier.predict` path (crop, normalise,
   inference, softmax, class-activation map) on real BCCD cells;
-- ``infer``: onnxruntime alone on an already preprocessed batch.
+- ``infer``: onnxruntime alone on an already preprocessed batch;
+- ``GFLOP/cell`` (multiply-adds x 2 of every Conv, Gemm and MatMul, from the
+  graph's inferred shapes) and ``of GEMM``: the FLOP rate ``infer`` reaches as
+  a fraction of this machine's float32 matrix-product rate measured in the
+  same run (numpy, 1024^3), comparable across hosts.
 
 Usage::
 
@@ -92,6 +96,38 @@ def median_seconds(action, repeats: int) -> float:
     return statistics.median(times)
 
 
+def graph_gflops(path: Path, input_size: int) -> float:
+    """GFLOP per cell of an ONNX graph: 2 x the multiply-adds of its Conv, Gemm and MatMul nodes.
+
+    The output shapes are those of a real run on one cell (the graph's computed
+    padding defeats static shape inference).
+    """
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    nodes = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    known = {o.name for o in model.graph.output}
+    for node in nodes:
+        if node.output[0] not in known:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(node.output[0]))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    feed = {session.get_inputs()[0].name: np.zeros((1, 3, input_size, input_size), np.float32)}
+    shapes = dict(zip(names, (np.shape(v) for v in session.run(names, feed)), strict=True))
+    weights = {init.name: list(init.dims) for init in model.graph.initializer}
+    flops = 0.0
+    for node in nodes:
+        out = shapes[node.output[0]]
+        if node.op_type == "Conv":  # weight (Cout, Cin/groups, kh, kw): each output is one dot product
+            flops += 2.0 * float(np.prod(out)) * float(np.prod(weights[node.input[1]][1:]))
+        else:
+            inner = weights.get(node.input[1])
+            k = inner[0] if inner and node.op_type == "MatMul" else (inner[1] if inner else 0)
+            flops += 2.0 * float(np.prod(out)) * k
+    return flops / 1e9
+
+
 def bench(
     folder: Path, label: str, image: np.ndarray, cells: list[Cell], batch: int, repeats: int
 ) -> dict:
@@ -112,6 +148,7 @@ def bench(
         "load_ms": load_s * 1e3,
         "predict_cps": len(cells) / predict_s,
         "infer_cps": len(inputs) / infer_s,
+        "gflop_per_cell": graph_gflops(folder / "model.onnx", spec.input_size),
         "cam": {True: "exact", False: "approx", None: "-"}[model.cam_exact]
         if spec.cam_weight
         else ("mean" if spec.features_output else "none"),
@@ -143,16 +180,20 @@ def main(argv: list[str] | None = None) -> int:
         f"cells: {len(cells)} from {source}; batch {args.batch}; median of {args.repeats} after a warm-up"
     )
     print(f"intra-op threads: {physical_cores()} (physical cores)")
+    from bench_explain import gemm_gflops
+
+    gemm = gemm_gflops()
+    print(f"float32 GEMM of this machine, same run: {gemm:.1f} GFLOP/s (numpy, 1024^3)")
     rows = [
         bench(folder, label, image, cells, args.batch, args.repeats) for folder, label in folders
     ]
-    header = f"{'model':<28} {'version':>8} {'input':>5} {'K':>3} {'MB':>7} {'provider':>8} {'load ms':>8} {'predict cells/s':>16} {'infer cells/s':>14} {'cam':>6}"
+    header = f"{'model':<28} {'version':>8} {'input':>5} {'K':>3} {'MB':>7} {'provider':>8} {'load ms':>8} {'predict cells/s':>16} {'infer cells/s':>14} {'GFLOP/cell':>10} {'of GEMM':>8} {'cam':>6}"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r['model'][:28]:<28} {r['version'][:8]:>8} {r['input']:>5} {r['classes']:>3} {r['size_mb']:>7.2f} "
-            f"{r['provider']:>8} {r['load_ms']:>8.0f} {r['predict_cps']:>16.0f} {r['infer_cps']:>14.0f} {r['cam']:>6}"
+            f"{r['provider']:>8} {r['load_ms']:>8.0f} {r['predict_cps']:>16.0f} {r['infer_cps']:>14.0f} {r['gflop_per_cell']:>10.3f} {r['infer_cps'] * r['gflop_per_cell'] / gemm:>8.2f} {r['cam']:>6}"
         )
     if scratch is not None:
         scratch.cleanup()
