@@ -91,9 +91,7 @@ def wait_tiles(window, deadline: float) -> None:  # noqa: ANN001
     item = window.image_item
     while True:
         QApplication.processEvents()
-        level = item.level_for_scale(window.view.scale_factor)
-        keys = item.visible_keys(window.view.visible_rect(), level)
-        if keys and all(item.cache.get(k) is not None for k in keys):
+        if item.tiles_loaded(window.view.visible_rect(), window.view.scale_factor):
             return
         if time.perf_counter() > deadline:
             raise SystemExit("the visible tiles never loaded")

@@ -11,15 +11,12 @@ its size. :class:`SlidePixels` lets code that slices a field's pixel array
 
 from __future__ import annotations
 
-import math
 import os
-import threading
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
-from .tiles import CHUNK_SIDE, TileSource, pyramid_sizes
+from .tiles import ChunkedTileSource, SourceLevel, pyramid_sizes
 
 if TYPE_CHECKING:
     from leukview.core.io import Slide
@@ -27,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["SlidePixels", "SlideTileSource"]
 
 
-class SlideTileSource(TileSource):
+class SlideTileSource(ChunkedTileSource):
     """The view's pyramid of a slide, each level read from the slide's nearest finer level.
 
     Parameters
@@ -37,12 +34,11 @@ class SlideTileSource(TileSource):
     """
 
     def __init__(self, slide: Slide) -> None:
+        super().__init__()
         self.slide = slide
         self.path = slide.path
         self.width, self.height = slide.width, slide.height
         self.levels = pyramid_sizes(self.width, self.height)
-        self._thumb: np.ndarray | None = None
-        self._thumb_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> SlideTileSource:
@@ -51,39 +47,16 @@ class SlideTileSource(TileSource):
 
         return cls(open_slide(path))
 
-    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        if level == len(self.levels) - 1:  # the coarsest level is the thumbnail: read it once
-            return self.thumbnail()[y : y + h, x : x + w]
-        return self._read_level(level, x, y, w, h)
-
-    def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def _source_level(self, level: int) -> SourceLevel:
         lw, lh = self.levels[level]
         target = self.width / lw, self.height / lh  # level-0 pixels per output pixel
         index = self.slide.best_level(min(target))
         sw, sh = self.slide.levels[index]
         fx, fy = target[0] * sw / self.width, target[1] * sh / self.height  # slide-level px per output px
-        # a slide without a small enough level is read in chunks and shrunk chunk by chunk (bounded memory)
-        step = max(1, int(CHUNK_SIDE / max(fx, fy, 1.0)))
-        out = np.empty((h, w, 3), np.uint8)
-        for oy in range(0, h, step):
-            for ox in range(0, w, step):
-                ow, oh = min(step, w - ox), min(step, h - oy)
-                x0, y0 = int(math.floor((x + ox) * fx)), int(math.floor((y + oy) * fy))
-                x1 = max(x0 + 1, min(sw, int(math.ceil((x + ox + ow) * fx))))
-                y1 = max(y0 + 1, min(sh, int(math.ceil((y + oy + oh) * fy))))
-                region = self.slide.read_region(x0, y0, x1 - x0, y1 - y0, index)
-                if region.shape[:2] != (oh, ow):
-                    region = cv2.resize(region, (ow, oh), interpolation=cv2.INTER_AREA)
-                out[oy : oy + oh, ox : ox + ow] = region
-        return out
+        return SourceLevel(index, (sw, sh), (fx, fy), (1.0, 1.0), max(fx, fy))
 
-    def thumbnail(self) -> np.ndarray:
-        with self._thumb_lock:  # tile threads asking meanwhile wait for this one read
-            if self._thumb is None:
-                level = len(self.levels) - 1
-                w, h = self.levels[level]
-                self._thumb = self._read_level(level, 0, 0, w, h)
-            return self._thumb
+    def _read_source(self, index: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return self.slide.read_region(x, y, w, h, index)
 
     @property
     def thumbnail_is_slow(self) -> bool:  # type: ignore[override]

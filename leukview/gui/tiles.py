@@ -15,6 +15,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -125,32 +126,41 @@ class ArrayTileSource(TileSource):
         self._arrays = {0: self._arrays[0][:1, :1]}
 
 
-class RegionTileSource(TileSource):
-    """A large image read region by region from its file (never loaded whole).
+class SourceLevel(NamedTuple):
+    """Where a :class:`ChunkedTileSource` reads a view level from.
 
-    File levels (a pyramidal TIFF's own) are used where they exist; a level
-    the file lacks is read from the nearest finer file level and shrunk.
+    A view level pixel ``(x, y)`` is source pixel ``(x * scale[0] / divisor[0],
+    y * scale[1] / divisor[1])`` of source level ``level``, ``size`` (width, height).
     """
 
-    def __init__(self, path: str | os.PathLike[str], info: object) -> None:
-        from leukview.core import io as core_io
+    level: int
+    size: tuple[int, int]
+    scale: tuple[float, float]
+    divisor: tuple[float, float]
+    #: Source pixels per output pixel that sizes the chunks read at once.
+    ratio: float
 
-        self.path = os.fspath(path)
-        self._read_region = core_io.read_region
-        self.width = int(info.width)  # type: ignore[attr-defined]
-        self.height = int(info.height)  # type: ignore[attr-defined]
-        self.file_levels = _file_level_sizes(info, self.width, self.height)
-        self.levels = pyramid_sizes(self.width, self.height)
+
+class ChunkedTileSource(TileSource):
+    """A pyramid read from a file's own levels, each view level from the nearest finer one.
+
+    Subclasses say which source level serves a view level (:meth:`_source_level`)
+    and read a region of it (:meth:`_read_source`). A source without a small
+    enough level is read in chunks and shrunk chunk by chunk (bounded memory);
+    the coarsest view level is the thumbnail, read once.
+    """
+
+    def __init__(self) -> None:
         self._thumb: np.ndarray | None = None
         self._thumb_lock = threading.Lock()
 
-    def _file_level_for(self, downsample: float) -> int:
-        # the coarsest file level still at least as fine as asked
-        best = 0
-        for index, (w, _) in enumerate(self.file_levels):
-            if self.width / w <= downsample * 1.01:
-                best = index
-        return best
+    def _source_level(self, level: int) -> SourceLevel:
+        """The source level a view level is read from."""
+        raise NotImplementedError
+
+    def _read_source(self, index: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """RGB uint8 (h, w, 3) of a rectangle of source level ``index``, in its own pixels."""
+        raise NotImplementedError
 
     def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         if level == len(self.levels) - 1:  # the coarsest level is the thumbnail: read it once
@@ -158,22 +168,17 @@ class RegionTileSource(TileSource):
         return self._read_level(level, x, y, w, h)
 
     def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        target = self.downsample(level)
-        file_level = self._file_level_for(target)
-        fw, fh = self.file_levels[file_level]
-        sx, sy = self.width / fw, self.height / fh  # level-0 pixels per file-level pixel
-        ratio = target / sx  # file-level pixels per output pixel (>= 1)
-        # a file without a pyramid is read in chunks and shrunk chunk by chunk (bounded memory)
+        index, (sw, sh), (ax, ay), (bx, by), ratio = self._source_level(level)
         step = max(1, int(CHUNK_SIDE / max(ratio, 1.0)))
         out = np.empty((h, w, 3), np.uint8)
         for oy in range(0, h, step):
             for ox in range(0, w, step):
                 ow, oh = min(step, w - ox), min(step, h - oy)
-                x0 = int(math.floor((x + ox) * target / sx))
-                y0 = int(math.floor((y + oy) * target / sy))
-                x1 = max(x0 + 1, min(fw, int(math.ceil((x + ox + ow) * target / sx))))
-                y1 = max(y0 + 1, min(fh, int(math.ceil((y + oy + oh) * target / sy))))
-                region = self._read_region(self.path, x0, y0, x1 - x0, y1 - y0, level=file_level)
+                x0 = int(math.floor((x + ox) * ax / bx))
+                y0 = int(math.floor((y + oy) * ay / by))
+                x1 = max(x0 + 1, min(sw, int(math.ceil((x + ox + ow) * ax / bx))))
+                y1 = max(y0 + 1, min(sh, int(math.ceil((y + oy + oh) * ay / by))))
+                region = self._read_source(index, x0, y0, x1 - x0, y1 - y0)
                 if region.shape[:2] != (oh, ow):
                     region = cv2.resize(region, (ow, oh), interpolation=cv2.INTER_AREA)
                 out[oy : oy + oh, ox : ox + ow] = region
@@ -187,8 +192,46 @@ class RegionTileSource(TileSource):
                 self._thumb = self._read_level(level, 0, 0, w, h)
             return self._thumb
 
+
+class RegionTileSource(ChunkedTileSource):
+    """A large image read region by region from its file (never loaded whole).
+
+    File levels (a pyramidal TIFF's own) are used where they exist; a level
+    the file lacks is read from the nearest finer file level and shrunk.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], info: object) -> None:
+        from leukview.core import io as core_io
+
+        super().__init__()
+        self.path = os.fspath(path)
+        self._read_region = core_io.read_region
+        self.width = int(info.width)  # type: ignore[attr-defined]
+        self.height = int(info.height)  # type: ignore[attr-defined]
+        self.file_levels = _file_level_sizes(info, self.width, self.height)
+        self.levels = pyramid_sizes(self.width, self.height)
+
+    def _file_level_for(self, downsample: float) -> int:
+        # the coarsest file level still at least as fine as asked
+        best = 0
+        for index, (w, _) in enumerate(self.file_levels):
+            if self.width / w <= downsample * 1.01:
+                best = index
+        return best
+
+    def _source_level(self, level: int) -> SourceLevel:
+        target = self.downsample(level)
+        file_level = self._file_level_for(target)
+        fw, fh = self.file_levels[file_level]
+        sx, sy = self.width / fw, self.height / fh  # level-0 pixels per file-level pixel
+        # file-level pixels per output pixel (>= 1): target / sx
+        return SourceLevel(file_level, (fw, fh), (target, target), (sx, sy), target / sx)
+
+    def _read_source(self, index: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return self._read_region(self.path, x, y, w, h, level=index)
+
     @property
-    def thumbnail_is_slow(self) -> bool:
+    def thumbnail_is_slow(self) -> bool:  # type: ignore[override]
         """True when the file has no small level: the overview must be read from far finer pixels."""
         fw, fh = self.file_levels[-1]
         tw, th = self.levels[-1]
@@ -406,6 +449,11 @@ class TiledImageItem(QGraphicsItem):
         c1 = min((lw - 1) // TILE, int(math.ceil(rect.right() / sx)) // TILE)
         r1 = min((lh - 1) // TILE, int(math.ceil(rect.bottom() / sy)) // TILE)
         return [(level, c, r) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+
+    def tiles_loaded(self, rect: QRectF, scale: float) -> bool:
+        """Whether every tile a view of scene ``rect`` at ``scale`` shows is in the cache (none: False)."""
+        keys = self.visible_keys(rect, self.level_for_scale(scale))
+        return bool(keys) and all(self.cache.get(k) is not None for k in keys)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         scale = painter.worldTransform().m11() or 1.0

@@ -74,9 +74,7 @@ def first_view(window, path: Path) -> tuple[float, float]:  # noqa: ANN001
     item = window.image_item
     while True:
         QApplication.processEvents()
-        level = item.level_for_scale(window.view.scale_factor)
-        keys = item.visible_keys(window.view.visible_rect(), level)
-        if keys and all(item.cache.get(k) is not None for k in keys):
+        if item.tiles_loaded(window.view.visible_rect(), window.view.scale_factor):
             break
         assert time.perf_counter() - start < 10, "the visible tiles never loaded"
         time.sleep(0.002)
