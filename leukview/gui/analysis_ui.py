@@ -7,6 +7,7 @@ the result goes to :meth:`ReviewDocument.set_analysis`, whose events put it on s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QProgressBar, QPushButton, QStatusBar
 
     from leukview.core.document import ReviewDocument
+    from leukview.core.segment import SegmentationParams
 
     from .overlays import CellOverlay
     from .settings import AppSettings
@@ -30,11 +32,40 @@ if TYPE_CHECKING:
     from .viewer import SlideView
     from .worker import AnalysisRunner, ModelCache, SegmentationPreview
 
-__all__ = ["AnalysisUi"]
+__all__ = ["AnalysisUi", "segmentation_params", "wait_while"]
 
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def wait_while(busy: Callable[[], bool], timeout_ms: int) -> bool:
+    """Process events until ``busy()`` is False (a background job ended); False after ``timeout_ms``.
+
+    For tests and screenshots, which wait for an analysis (a field's, a case's, a slide's).
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while busy():
+        QApplication.processEvents()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    QApplication.processEvents()
+    return True
+
+
+def segmentation_params(
+    values: dict[str, Any], warn: Callable[[str, str], None] | None = None
+) -> SegmentationParams:
+    """The settings' segmentation parameters; the defaults when they are invalid (said through ``warn``)."""
+    from leukview.core.segment import SegmentationParams
+
+    try:
+        return SegmentationParams.from_dict(values)
+    except (LeukViewError, TypeError, ValueError) as exc:
+        if warn is not None:
+            warn("Segmentation settings", f"Invalid segmentation settings ({exc}); using the defaults.")
+        return SegmentationParams()
 
 
 class _JobRelay(QObject):
@@ -101,28 +132,27 @@ class AnalysisUi:
         rect = self.view.visible_rect()
         return rect.x(), rect.y(), rect.width(), rect.height()
 
+    def _confirm_analysing_again(self, title: str, cells: str, reviewed: int) -> bool:
+        """Whether to analyse again, replacing ``cells`` and their ``reviewed`` reviews (asked when interactive)."""
+        if not reviewed or not self.interactive:
+            return True
+        answer = QMessageBox.question(
+            self,  # type: ignore[arg-type]
+            title,
+            f"Analysing again replaces {cells} and their {reviewed} review(s). "
+            "The audit log keeps what was done. Continue?",
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
     def analyse(self) -> None:
         """Analyse the image (or, for a large image, the field in view) in a worker thread."""
         document = self.document
         if self.source is None or document.path is None:
             return
         reviewed = sum(1 for c in document.cells if c.review.reviewed)
-        if reviewed and self.interactive:
-            answer = QMessageBox.question(
-                self,  # type: ignore[arg-type]
-                "Analyse again?",
-                f"Analysing again replaces the current cells and their {reviewed} review(s). "
-                "The audit log keeps what was done. Continue?",
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return
-        from leukview.core.segment import SegmentationParams
-
-        try:
-            params = SegmentationParams.from_dict(self.settings.segmentation)
-        except (LeukViewError, TypeError, ValueError) as exc:
-            self.warn("Segmentation settings", f"Invalid segmentation settings ({exc}); using the defaults.")
-            params = SegmentationParams()
+        if not self._confirm_analysing_again("Analyse again?", "the current cells", reviewed):
+            return
+        params = segmentation_params(self.settings.segmentation, self.warn)
         x, y, w, h = document.analysis_field(self._visible_rect())
         try:
             field = self._read_field(x, y, w, h)
@@ -205,14 +235,7 @@ class AnalysisUi:
 
     def wait_for_analysis(self, timeout_ms: int = 120000) -> bool:
         """Process events until the running analysis ends (screenshots, tests)."""
-        deadline = time.monotonic() + timeout_ms / 1000
-        while self.runner.busy or self.progress.isVisible():
-            QApplication.processEvents()
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        QApplication.processEvents()
-        return True
+        return wait_while(lambda: self.runner.busy or self.progress.isVisible(), timeout_ms)
 
     # -- settings -----------------------------------------------------------
 

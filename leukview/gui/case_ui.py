@@ -24,13 +24,10 @@ from PySide6.QtCore import QObject, QSize, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QListView,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -41,8 +38,10 @@ from leukview.core.document import CaseDocument, is_analysed, new_case
 from leukview.core.errors import LeukViewError
 from leukview.core.preprocess import crop_box
 
+from .analysis_ui import segmentation_params, wait_while
 from .cellinfo import class_colour
 from .gallery import thumbnail_pixmap
+from .slide_view import run_controls
 from .tiles import ArrayTileSource, RegionTileSource, TiledImageItem, TileSource, to_qimage
 
 if TYPE_CHECKING:
@@ -240,17 +239,10 @@ class CasePanel(QWidget):
         self.fields.currentItemChanged.connect(
             lambda item, _prev: item is not None and self.field_chosen.emit(str(item.data(FIELD_ROLE)))
         )
-        self.analyse_button = QPushButton("Analyse case")
-        self.analyse_button.setToolTip("Analyse every field not analysed yet, in the background (Ctrl+Shift+R)")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
+        self.analyse_button, self.cancel_button, self.progress, row = run_controls(
+            "Analyse case", "Analyse every field not analysed yet, in the background (Ctrl+Shift+R)"
+        )
         self.gallery = CaseGallery(document)
-        row = QHBoxLayout()
-        row.addWidget(self.analyse_button)
-        row.addWidget(self.progress, 1)
-        row.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.title)
@@ -507,12 +499,7 @@ class CaseUi:
         if not fields:
             self.statusBar().showMessage("Every field of the case is analysed.", 4000)
             return
-        from leukview.core.segment import SegmentationParams
-
-        try:
-            params = SegmentationParams.from_dict(self.settings.segmentation)
-        except (LeukViewError, TypeError, ValueError):
-            params = SegmentationParams()
+        params = segmentation_params(self.settings.segmentation)
         job = CaseJob(fields, self.model_cache, self.settings.model_names or None, self.settings.use_models, params)
         thread = QThread()
         job.moveToThread(thread)
@@ -583,15 +570,4 @@ class CaseUi:
 
     def wait_for_case(self, timeout_ms: int = 120000) -> bool:
         """Process events until the case's analysis ends (tests, screenshots)."""
-        import time
-
-        from PySide6.QtWidgets import QApplication
-
-        deadline = time.monotonic() + timeout_ms / 1000
-        while self.case_busy or self._case_job is not None:
-            QApplication.processEvents()
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        QApplication.processEvents()
-        return True
+        return wait_while(lambda: self.case_busy or self._case_job is not None, timeout_ms)

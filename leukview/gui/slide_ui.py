@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QThread
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication, QMessageBox
 
 from leukview.core.errors import LeukViewError
 
+from .analysis_ui import segmentation_params, wait_while
 from .slide_job import SlideJob, SlideRelay, SlideRun
 from .slide_source import SlidePixels, SlideTileSource
 from .slide_view import LiveCells, SlidePanel
@@ -266,21 +266,9 @@ class SlideUi:
         if self.slide_source is None or self.slide_path is None or self.slide_busy:
             return
         reviewed = sum(1 for c in self.document.cells if c.review.reviewed) if self.document.session else 0
-        if reviewed and self.interactive:
-            answer = QMessageBox.question(
-                self,  # type: ignore[arg-type]
-                "Analyse the slide again?",
-                f"Analysing again replaces the slide's cells and their {reviewed} review(s). "
-                "The audit log keeps what was done. Continue?",
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return
-        from leukview.core.segment import SegmentationParams
-
-        try:
-            params = SegmentationParams.from_dict(self.settings.segmentation)
-        except (LeukViewError, TypeError, ValueError):
-            params = SegmentationParams()
+        if not self._confirm_analysing_again("Analyse the slide again?", "the slide's cells", reviewed):
+            return
+        params = segmentation_params(self.settings.segmentation)
         calibration = self.document.calibration
         job = SlideJob(
             self.slide_path, self._slide_out_dir(), self.model_cache, self.settings.model_names or None,
@@ -436,11 +424,4 @@ class SlideUi:
 
     def wait_for_slide(self, timeout_ms: int = 120000) -> bool:
         """Process events until the slide's analysis ends (tests, screenshots)."""
-        deadline = time.monotonic() + timeout_ms / 1000
-        while self.slide_busy or self._slide_job is not None:
-            QApplication.processEvents()
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        QApplication.processEvents()
-        return True
+        return wait_while(lambda: self.slide_busy or self._slide_job is not None, timeout_ms)

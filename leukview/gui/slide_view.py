@@ -32,7 +32,28 @@ from .viewer import Overview
 if TYPE_CHECKING:
     from leukview.core.tiling import SlidePlan
 
-__all__ = ["LiveCells", "SlideOverview", "SlidePanel"]
+__all__ = ["LiveCells", "SlideOverview", "SlidePanel", "run_controls"]
+
+
+def run_controls(label: str, tooltip: str) -> tuple[QPushButton, QPushButton, QProgressBar, QHBoxLayout]:
+    """A background run's controls in a row: the start button, its progress and Cancel (both hidden).
+
+    Returns
+    -------
+    start, cancel, progress, row
+        The buttons and the bar, and the row that holds them (the bar stretches).
+    """
+    start = QPushButton(label)
+    start.setToolTip(tooltip)
+    cancel = QPushButton("Cancel")
+    cancel.setVisible(False)
+    progress = QProgressBar()
+    progress.setVisible(False)
+    row = QHBoxLayout()
+    row.addWidget(start)
+    row.addWidget(progress, 1)
+    row.addWidget(cancel)
+    return start, cancel, progress, row
 
 DONE, FAILED = QColor(0, 170, 0), QColor(210, 30, 30)
 PENDING = QColor(200, 200, 200)
@@ -141,17 +162,10 @@ class SlidePanel(QWidget):
         self.overview = SlideOverview()
         self.status = QLabel("No slide open")
         self.status.setWordWrap(True)
-        self.analyse_button = QPushButton("Analyse slide")
-        self.analyse_button.setToolTip("Analyse the whole slide tile by tile in the background; "
-                                       "starting again resumes where it stopped")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
-        row = QHBoxLayout()
-        row.addWidget(self.analyse_button)
-        row.addWidget(self.progress, 1)
-        row.addWidget(self.cancel_button)
+        self.analyse_button, self.cancel_button, self.progress, row = run_controls(
+            "Analyse slide",
+            "Analyse the whole slide tile by tile in the background; starting again resumes where it stopped",
+        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.overview, 1)
