@@ -205,6 +205,7 @@ def detail_html(
         head += f" — <b style='color:{FLAG_COLOUR}'>please review</b>"
     lines = [head, *_flag_lines(cell, call, models, threshold, ask=False)]
     rows = []
+    unsure = {name for name, _value in unsure_models(cell, models, threshold, model_call.source)}
     for run in models:
         pred = cell.predictions.get(run.name)
         if pred is None:
@@ -212,8 +213,10 @@ def detail_html(
             continue
         top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
         others = ", ".join(f"{esc(display_name(k))} {v:.0%}" for k, v in top[1:])
-        decides = "the call" if run.name == model_call.model else ""
-        sure = pred.confidence >= threshold
+        decides = "the call" if run.name == model_call.model else (
+            "not asked (it re-decides only " + ", ".join(run.refines) + ")" if run.refines else ""
+        )
+        sure = run.name not in unsure
         style = "" if sure else f" style='color:{FLAG_COLOUR}'"
         atypical = "" if pred.atypicality is None else f"; {pred.atypicality:.1f}× open-set"
         rows.append(

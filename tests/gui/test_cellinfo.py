@@ -101,6 +101,11 @@ def test_a_second_stage_that_did_not_re_decide_a_cell_casts_no_doubt_on_its_labe
     call = call_cell(cell, models)
     assert call.label == "neutrophil" and not call.needs_review
     assert doubting_models(cell, call, models, 0.7) == [] and marker_text(cell, call, models, 0.7) == ""
+    from leukview.core.calibration import Calibration
+    from leukview.gui.cellinfo import detail_html
+
+    detail = detail_html(cell, call, call, models, Calibration(None), 0.7)
+    assert "(unsure)" not in detail and "not asked (it re-decides only lymphocyte)" in detail
     # re-decided: the type model's own doubt shows beside the second stage's call
     cell.predictions["wbc-type"] = Prediction("lymphocyte", {"lymphocyte": 0.6, "neutrophil": 0.4})
     cell.predictions["wbc-mononuclear"] = Prediction("lymphocyte", {"lymphocyte": 0.9, "blast": 0.1})
