@@ -139,28 +139,11 @@ def _positive(low: int, high: int):
     return parse
 
 
-#: A TIFF with more pixels than this is analysed tile by tile (the viewer's large-image size).
-SLIDE_MIN_PIXELS = 36_000_000
-
-
 def is_slide_input(path: Path, force: bool = False) -> bool:
-    """Whether an input is analysed as a whole slide (tile by tile) rather than read whole.
+    """Whether an input is analysed as a whole slide (tile by tile): :func:`leukview.core.io.reads_as_slide`."""
+    from .core.io import reads_as_slide
 
-    Vendor slide formats always are; a TIFF when ``force`` or when it has more
-    than :data:`SLIDE_MIN_PIXELS` pixels; JPEG, PNG and BMP never (they cannot
-    be read by region).
-    """
-    from .core.io import image_info, is_slide_file
-
-    if is_slide_file(path):
-        return True
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return False
-    try:
-        info = image_info(path)
-    except LeukViewError:
-        return False  # read_image names the problem
-    return force or info.width * info.height > SLIDE_MIN_PIXELS
+    return reads_as_slide(path, force)
 
 
 def collect_images(

@@ -37,6 +37,7 @@ from PySide6.QtCore import Qt, QThread
 from PySide6.QtGui import QImage
 
 from leukview.core.errors import LeukViewError
+from leukview.core.io import SLIDE_MIN_PIXELS
 
 from .analysis_ui import segmentation_params, wait_while
 from .slide_job import SlideJob, SlideRelay, SlideRun
@@ -50,11 +51,7 @@ if TYPE_CHECKING:
     from leukview.core.document import CaseDocument
     from leukview.core.tiling import SlidePlan, SlideSummary, TilingParams
 
-__all__ = ["SLIDE_MIN_PIXELS", "SlideUi", "is_slide_case", "slide_out_dir"]
-
-#: A TIFF with more pixels opens as a slide (the CLI's and the viewer's large-image size).
-SLIDE_MIN_PIXELS = 36_000_000
-
+__all__ = ["SlideUi", "is_slide_case", "slide_out_dir"]
 
 def slide_out_dir(path: Path, fallback: Path) -> Path:
     """Where a slide's run and cells.json go: beside the slide, else (read-only folder) ``fallback/slides``."""
@@ -106,18 +103,9 @@ class SlideUi:
 
     def opens_as_slide(self, path: str | os.PathLike[str]) -> bool:
         """Whether a file is shown as a whole slide: a vendor format, or a TIFF above :attr:`slide_min_pixels`."""
-        from leukview.core.io import image_info, is_slide_file
+        from leukview.core.io import reads_as_slide
 
-        path = Path(path)
-        if is_slide_file(path):
-            return True
-        if path.suffix.lower() not in (".tif", ".tiff"):
-            return False
-        try:
-            info = image_info(path)
-        except (LeukViewError, OSError):
-            return False  # the ordinary opening names the problem
-        return info.width * info.height > self.slide_min_pixels
+        return reads_as_slide(path, min_pixels=self.slide_min_pixels)
 
     def open_slide(self, path: str | os.PathLike[str], analyse: bool | None = None, *,
                    case: Case | None = None, case_file: str | os.PathLike[str] | None = None) -> bool:

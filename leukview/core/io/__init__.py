@@ -153,7 +153,13 @@ from ._limits import (
 )
 from ._open_slide import open_slide
 from ._read import image_info, read_image, read_region
-from ._slide import SLIDE_SUFFIXES, Slide, is_slide_file  # whole slides: see _slide
+from ._slide import (  # whole slides: see _slide
+    SLIDE_MIN_PIXELS,
+    SLIDE_SUFFIXES,
+    Slide,
+    is_slide_file,
+    reads_as_slide,
+)
 from ._sniff import SUPPORTED_SUFFIXES, is_supported
 
 __all__ = [
@@ -167,6 +173,8 @@ __all__ = [
     "Slide",
     "image_info",
     "is_slide_file",
+    "reads_as_slide",
+    "SLIDE_MIN_PIXELS",
     "is_supported",
     "max_pixels_limit",
     "max_read_bytes_limit",

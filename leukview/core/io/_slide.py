@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import ImageReadError
 from ._limits import MAX_PIXELS_ENV, max_pixels_limit
 
-__all__ = ["SLIDE_SUFFIXES", "ImageSlide", "Slide", "is_slide_file"]
+__all__ = ["SLIDE_MIN_PIXELS", "SLIDE_SUFFIXES", "ImageSlide", "Slide", "is_slide_file", "reads_as_slide"]
 
 #: Suffixes of whole-slide formats (and TIFF, which may hold one).
 SLIDE_SUFFIXES = (
@@ -67,6 +67,33 @@ def is_slide_file(path: str | os.PathLike[str]) -> bool:
     """
     name = Path(path).name
     return not name.startswith("._") and Path(name).suffix.lower() in VENDOR_SUFFIXES
+
+
+#: A TIFF with more pixels than this is a whole slide, analysed and shown tile by tile (the viewer's
+#: large-image size: the whole image would no longer fit the read budget comfortably).
+SLIDE_MIN_PIXELS = 36_000_000
+
+
+def reads_as_slide(path: str | os.PathLike[str], force: bool = False, min_pixels: int = SLIDE_MIN_PIXELS) -> bool:
+    """Whether a file is a whole slide for LeukView: read by region and tile by tile, never whole.
+
+    Vendor slide formats always are; a TIFF when ``force`` or when it has more
+    than ``min_pixels`` pixels; JPEG, PNG and BMP never (they cannot be read by
+    region). A file whose header cannot be read is not (reading it names the problem).
+    """
+    from ..errors import LeukViewError
+    from ._read import image_info
+
+    path = Path(path)
+    if is_slide_file(path):
+        return True
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    try:
+        info = image_info(path)
+    except (LeukViewError, OSError):
+        return False
+    return force or info.width * info.height > min_pixels
 
 
 def plausible_pixel_size(value: object, what: str, warnings: list[str]) -> float | None:
