@@ -162,7 +162,7 @@ class DifferentialPanel(QWidget):
             self.blast.setStyleSheet("color: #C62828;" if blast > 0 else "")
             source = ", ".join(f"{m.name} {m.version}" for m in flaggers) or "the class calls"
             self.blast_note.setText(
-                f"{diff.blast_count} of {diff.leukocytes} white cells; calls by {source}, corrections included."
+                f"{diff.blast_count} of {diff.leukocytes} white cells; blast calls by {source}, corrections included."
             )
         target = self.target_value()
         self.progress.setRange(0, target)
