@@ -138,3 +138,13 @@ def test_physical_cores(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptu
         assert "ignoring LEUKVIEW_THREADS='many'" in caplog.text
     finally:
         physical_cores.cache_clear()
+
+
+def test_idle_onnxruntime_threads_sleep_unless_asked_to_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leukview.core.models._runtime import SPIN_ENV, session_options
+
+    monkeypatch.delenv(SPIN_ENV, raising=False)
+    assert session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.setenv(SPIN_ENV, "1")
+    with pytest.raises(RuntimeError):  # not set: onnxruntime's default (spin) applies
+        session_options().get_session_config_entry("session.intra_op.allow_spinning")
