@@ -812,24 +812,6 @@ def _from_case(path: Path) -> ReportSource:
     )
 
 
-def _add_case_columns(path: Path, refs: Sequence[Any]) -> None:
-    """Put ``case_image`` and ``image_cell`` (where each pooled cell comes from) first in a cells CSV."""
-    import csv
-    import io
-
-    from .core.atomic import atomic_write_text
-
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
-    if not rows:
-        return
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["case_image", "image_cell", *rows[0]])
-    for ref, row in zip(refs, rows[1:], strict=False):
-        writer.writerow([ref.image, ref.cell, *row])
-    atomic_write_text(path, out.getvalue())
-
-
 def _from_session(session: Session) -> ReportSource:
     return ReportSource(
         analysis=session.analysis,
@@ -921,11 +903,9 @@ def run_report(argv: Sequence[str], stdout: TextIO = sys.stdout, stderr: TextIO 
     analysis = source.analysis
     if args.csv is not None:
         try:
-            written = write_cells_csv(
-                args.csv, analysis.cells, analysis.models, source.threshold, calibration=analysis.calibration
-            )
-            if source.refs is not None:
-                _add_case_columns(Path(written), source.refs)
+            origins = None if source.refs is None else [(ref.image, ref.cell) for ref in source.refs]
+            written = write_cells_csv(args.csv, analysis.cells, analysis.models, source.threshold,
+                                      calibration=analysis.calibration, origins=origins)
             stdout.write(f"written {written}\n")
         except OSError as exc:
             stderr.write(f"leukview report: {args.csv}: cannot write ({exc.strerror or exc})\n")

@@ -109,14 +109,21 @@ def cells_csv(
     threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
     *,
     calibration: Calibration | None = None,
+    origins: Sequence[tuple[str, int]] | None = None,
 ) -> str:
     """The text of :func:`csv_table` as CSV (comma separated, ``\\n`` line ends).
+
+    ``origins``, one ``(image, cell)`` per cell, puts the columns ``case_image``
+    and ``image_cell`` first: where each cell of a pooled case comes from.
 
     Text a spreadsheet would evaluate (a reviewer or a label ``=1+1``, a
     class named ``@SUM(A1)``) is escaped with a leading ``'``; numbers are
     written as numbers (:func:`~leukview.core.summary.spreadsheet_safe`).
     """
     header, rows = csv_table(cells, models, threshold, calibration=calibration)
+    if origins is not None:
+        header = ["case_image", "image_cell", *header]
+        rows = [[image, cell, *row] for (image, cell), row in zip(origins, rows, strict=True)]
     return csv_line(header) + "".join(csv_line(row) for row in rows)
 
 
@@ -127,6 +134,7 @@ def write_cells_csv(
     threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
     *,
     calibration: Calibration | None = None,
+    origins: Sequence[tuple[str, int]] | None = None,
 ) -> Path:
     """Write :func:`cells_csv` to ``path`` atomically; returns the path."""
-    return atomic_write_text(path, cells_csv(cells, models, threshold, calibration=calibration))
+    return atomic_write_text(path, cells_csv(cells, models, threshold, calibration=calibration, origins=origins))

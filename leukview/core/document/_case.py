@@ -409,23 +409,13 @@ class CaseDocument(ReviewDocument):
         """
         if self.case is None:
             return super().export_csv(path)
-        import csv
-        import io
-
-        from ..atomic import atomic_write_text
-        from ..export import cells_csv
+        from ..export import write_cells_csv
 
         if len(self.pending()) == len(self.case.images):
             raise SessionError("nothing to export: no field of the case is analysed")
         pooled, refs = self.case.pooled_analysis()
-        rows = list(csv.reader(io.StringIO(
-            cells_csv(pooled.cells, pooled.models, self.threshold, calibration=pooled.calibration))))
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["case_image", "image_cell", *rows[0]])
-        for ref, row in zip(refs, rows[1:], strict=True):
-            writer.writerow([ref.image, ref.cell, *row])
-        written = atomic_write_text(path, out.getvalue())
+        written = write_cells_csv(path, pooled.cells, pooled.models, self.threshold, calibration=pooled.calibration,
+                                  origins=[(ref.image, ref.cell) for ref in refs])
         self.log_export(AuditAction.EXPORT_CSV, written)
         return written
 
