@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_analyze(args[1:])
     if args and args[0] == "report":
-        from .cli import run_report
+        from .cli_report import run_report
 
         return run_report(args[1:])
     if args and args[0] == "atlas":

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
-from leukview.cli import EXIT_OK, run_analyze, run_report
+from leukview.cli import EXIT_OK, run_analyze
+from leukview.cli_report import run_report
 from leukview.core.analysis import Analysis
 from leukview.core.calls import (
     call_cell,

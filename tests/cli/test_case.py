@@ -12,7 +12,8 @@ import pytest
 from onnx_factory import make_tiny_classifier
 from slide_factory import SAMPLES, mosaic, write_svs
 
-from leukview.cli import EXIT_OK, EXIT_USAGE, run_analyze, run_report
+from leukview.cli import EXIT_OK, EXIT_USAGE, run_analyze
+from leukview.cli_report import run_report
 from leukview.core.case import load_case
 from leukview.core.distributed import dask_available
 from leukview.core.io._openslide import openslide_available

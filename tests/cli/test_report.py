@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from leukview.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_report
+from leukview.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from leukview.cli_report import run_report
 from leukview.core.analysis import analyze_image
 from leukview.core.calibration import Calibration
 from leukview.core.calls import call_cell
