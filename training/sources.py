@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from leukview.core.analysis import analyze_image
-from leukview.core.calls import FLAG_ATYPICAL, call_cell, differential_count
+from leukview.core.calls import FLAG_ATYPICAL, CellCall, call_cell, differential_count
 from leukview.core.cells import Cell
 from leukview.core.models import Classifier, ModelRegistry
 from leukview.core.runs import ModelRun
@@ -104,7 +104,8 @@ def held_out(model_dirs: Sequence[Path], data_root: Path, entry_name: str) -> li
 class Tally:
     """Counts of one set: cells, right calls, blast calls, atypical flags, confusion."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: Sequence[Classifier]) -> None:
+        self.runs = _runs_of(models)  # the records the call rule reads, made once per set
         self.cells = 0
         self.right = 0
         self.scored = 0
@@ -112,9 +113,9 @@ class Tally:
         self.atypical = 0
         self.confusion: Counter[tuple[str, str]] = Counter()
 
-    def add(self, cell: Cell, models: Sequence[Classifier], truth: str | None, scored: bool = True) -> str:
+    def add(self, cell: Cell, truth: str | None, scored: bool = True) -> CellCall:
         """Count one cell; returns its call."""
-        call = call_cell(cell, _runs_of(models))
+        call = call_cell(cell, self.runs)
         label = str(call.label)
         self.cells += 1
         self.blast += label == BLAST
@@ -124,7 +125,7 @@ class Tally:
             if scored:
                 self.scored += 1
                 self.right += label == truth
-        return label
+        return call
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -151,7 +152,7 @@ def _analyse(image: np.ndarray, models: Sequence[Classifier]) -> list[Cell]:
 
 def single_cells(models: Sequence[Classifier], sources: Sequence[Any]) -> dict[str, Any]:
     """One-cell images: the white cell nearest the centre."""
-    tally = Tally()
+    tally = Tally(models)
     missing = 0
     for source in sources:
         image = read_rgb(source.path)
@@ -160,13 +161,13 @@ def single_cells(models: Sequence[Classifier], sources: Sequence[Any]) -> dict[s
         if cell is None:
             missing += 1
             continue
-        tally.add(cell, models, source.label)
+        tally.add(cell, source.label)
     return {"images": len(sources), "images_without_cell": missing, **tally.to_dict()}
 
 
 def boxed_cells(models: Sequence[Classifier], sources: Sequence[Any], types: Sequence[str] | None = None) -> dict[str, Any]:
     """Fields with annotated white-cell boxes; ``types``: the labels scored (None: no type scored)."""
-    tally = Tally()
+    tally = Tally(models)
     boxes = missed = 0
     for source in sources:
         cells = _analyse(read_rgb(source.path), models)
@@ -177,17 +178,16 @@ def boxed_cells(models: Sequence[Classifier], sources: Sequence[Any], types: Seq
                 missed += 1
                 continue
             truth = source.labels[i] if source.labels else source.label
-            tally.add(cell, models, truth if types is not None else None, types is not None and truth in types)
+            tally.add(cell, truth if types is not None else None, types is not None and truth in types)
     return {"images": len(sources), "boxes": boxes, "boxes_missed": missed, **tally.to_dict()}
 
 
 def taleqani_fields(models: Sequence[Classifier], sources: Sequence[Any], table: dict[tuple[str, int, int, int, int], str] | None,
                     root: Path) -> dict[str, Any]:
     """Held-out fields: field call (>= half of the white cells called blast) and cell accuracy (cleaned labels)."""
-    run = _runs_of(models)
     fields = Counter()
     right = empty = 0
-    cells_tally = Tally()
+    cells_tally = Tally(models)
     per_folder: dict[str, Counter[str]] = defaultdict(Counter)
     for source in sources:
         cells = _analyse(read_rgb(source.path), models)
@@ -196,18 +196,18 @@ def taleqani_fields(models: Sequence[Classifier], sources: Sequence[Any], table:
         if not cells:
             empty += 1
             continue
-        labels = [call_cell(c, run).label for c in cells]
+        labels = []
+        for cell in cells:
+            want = None
+            if table is not None:
+                want = table.get((os.path.relpath(str(source.path), root), *cell.bbox))
+            labels.append(cells_tally.add(cell, want or None, bool(want)).label)
+            per_folder[folder][f"cell:{labels[-1]}"] += 1
         called = np.mean([lab == BLAST for lab in labels]) >= 0.5
         fields[(truth, bool(called))] += 1
         right += truth == called
         per_folder[folder]["fields"] += 1
         per_folder[folder]["called_all"] += int(called)
-        for cell, label in zip(cells, labels, strict=True):
-            per_folder[folder][f"cell:{label}"] += 1
-            want = None
-            if table is not None:
-                want = table.get((os.path.relpath(str(source.path), root), *cell.bbox))
-            cells_tally.add(cell, models, want or None, bool(want))
     n = sum(fields.values())
     tp, tn = fields[(True, True)], fields[(False, False)]
     positives = fields[(True, True)] + fields[(True, False)]
@@ -225,7 +225,7 @@ def taleqani_fields(models: Sequence[Classifier], sources: Sequence[Any], table:
 def cnmc_subjects(models: Sequence[Classifier], sources: Sequence[Any]) -> dict[str, Any]:
     """C-NMC cells by subject: blast sensitivity and specificity."""
     by_subject: dict[str, Counter[str]] = defaultdict(Counter)
-    tally = Tally()
+    tally = Tally(models)
     for source in sources:
         image = read_rgb(source.path)
         h, w = image.shape[:2]
@@ -236,8 +236,8 @@ def cnmc_subjects(models: Sequence[Classifier], sources: Sequence[Any]) -> dict[
         if cell is None:
             key["not_found"] += 1
             continue
-        label = tally.add(cell, models, None)
-        atypical = FLAG_ATYPICAL in call_cell(cell, _runs_of(models)).flags
+        call = tally.add(cell, None)
+        label, atypical = str(call.label), FLAG_ATYPICAL in call.flags
         key[f"called:{label}"] += 1
         key["blast_or_atypical"] += label == BLAST or atypical
         key["called_blast"] += label == BLAST
